@@ -57,7 +57,9 @@ def score_mpii_files_detailed(
         raise ValueError(
             f"predictions {pred_path} have shape {preds.shape} but ground truth {gt_path} has {gt.joints.shape}"
         )
-    res = pckh_table(preds, gt.joints, gt.visible, gt.head_size, thresholds, MPII_JOINT_NAMES, auc_max, auc_step)
+    res = pckh_table(
+        preds, gt.joints, gt.visible, gt.head_size, thresholds, MPII_JOINT_NAMES, auc_max, auc_step
+    )
     per_joint = {name: res[f"joint/{name}"] for name in MPII_JOINT_NAMES}
     unweighted = float(np.mean([per_joint[MPII_JOINT_NAMES[i]] for i in MPII_MEAN_JOINTS]))
     return MPIIScore(

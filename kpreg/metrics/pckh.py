@@ -308,7 +308,9 @@ class PCKh(Metric):
         bad = torch.nonzero(~(torch.isfinite(hs) & (hs > 0))).flatten()
         if bad.numel():
             i = int(bad[0])
-            raise ValueError(f"invalid head size (zero, negative or non-finite) at batch index {i}: {float(hs[i])}")
+            raise ValueError(
+                f"invalid head size (zero, negative or non-finite) at batch index {i}: {float(hs[i])}"
+            )
         err = torch.linalg.vector_norm(pred - gt, dim=-1)  # (B, K) px
         ratio = err / hs[:, None]  # (B, K)
         grid = self.grid.to(ratio.device)  # (T,) float64, exact k/10000
@@ -332,4 +334,3 @@ class PCKh(Metric):
             error_sum=float(self.err_sum),
             error_count=int(self.err_count),
         )
-

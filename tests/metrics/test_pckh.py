@@ -31,7 +31,7 @@ def test_constants_consistent():
     assert len(MPII_JOINT_NAMES) == 16
     for a, b in MPII_FLIP_PAIRS:
         assert MPII_JOINT_NAMES[a][2:] == MPII_JOINT_NAMES[b][2:]
-    assert sorted(i for idx in MPII_GROUPS.values() for i in idx) == [0, 1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14, 15]
+    assert sorted(i for idx in MPII_GROUPS.values() for i in idx) == [*range(6), *range(9, 16)]
 
 
 def test_head_sizes_from_boxes_and_zero_box_error():
