@@ -174,7 +174,7 @@ def test_perfect_predictions_score_one(tmp_path: Path) -> None:
     out = metric.compute()
     assert set(out) == set(STAT_NAMES) and len(out) == 10
     for name in STAT_NAMES:
-        assert out[name].item() == 1.0, name
+        assert out[name].item() == pytest.approx(1.0, abs=1e-12), name
 
 
 def shifted_batch(
