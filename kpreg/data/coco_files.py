@@ -521,8 +521,15 @@ def load_results_json(path: str | Path, coco_gt: Any) -> Any:
     return results_to_coco(results, coco_gt, source=path)
 
 
-def results_to_coco(results: list[dict[str, Any]], coco_gt: Any, source: str | Path = "<results>") -> Any:
-    """In-memory version of :func:`load_results_json`."""
+def results_to_coco(
+    results: list[dict[str, Any]], coco_gt: Any, source: str | Path = "<results>", copy_results: bool = True
+) -> Any:
+    """In-memory version of :func:`load_results_json`.
+
+    ``COCO.loadRes`` adds ``id``/``area``/``bbox`` to the entries it is given; with
+    ``copy_results=False`` (a throw-away list) the deep copy is skipped, which is a
+    third of the scoring time for 10k predictions.
+    """
     from pycocotools.coco import COCO
 
     _check_results(source, results, coco_gt)
@@ -537,4 +544,4 @@ def results_to_coco(results: list[dict[str, Any]], coco_gt: Any, source: str | P
             empty.createIndex()
         return empty
     with contextlib.redirect_stdout(io.StringIO()):
-        return coco_gt.loadRes(copy.deepcopy(results))  # loadRes mutates its entries
+        return coco_gt.loadRes(copy.deepcopy(results) if copy_results else results)

@@ -387,6 +387,6 @@ class OKSAP(Metric):
         if not res:
             stats = dict.fromkeys(STAT_NAMES, 0.0)
         else:
-            coco_dt = results_to_coco(res, self.coco_gt)
+            coco_dt = results_to_coco(res, self.coco_gt, copy_results=False)  # res is ours to mutate
             stats = evaluate_keypoints(self.coco_gt, coco_dt, self.sigmas)
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in stats.items()}
