@@ -1,0 +1,169 @@
+"""The command line: ``train.py`` and ``evaluate.py`` are thin wrappers around ``train_main`` and
+``evaluate_main``. Configs are LightningCLI YAML files; any key can be overridden with a dotted flag
+(``--model.head.init_args.sigma 1.5``). The datamodule's keypoint count, input size and flip pairs are
+linked into the model, so a head never has to be told them."""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from rich.console import Console
+
+from kpreg.backbone import BackboneError
+from kpreg.data.datamodule import KeypointDataModule
+from kpreg.module import CheckpointMismatchError, KeypointModule, check_state_dict_compatible
+
+# Errors that are the user's input, not a bug: printed as one line, exit code 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    BackboneError,
+    CheckpointMismatchError,
+    FileNotFoundError,
+    ValueError,
+)
+
+
+def use_wandb_offline_without_credentials() -> None:
+    """wandb must never prompt: with no API key (environment or ~/.netrc) it runs offline."""
+    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
+        return
+    try:
+        logged_in = netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        logged_in = False
+    if not logged_in:
+        os.environ["WANDB_MODE"] = "offline"
+
+
+class RunDirConfigSaver(SaveConfigCallback):
+    """Save the resolved config as ``<trainer.default_root_dir>/config.yaml`` (overwritten on resume),
+    the file that ``evaluate.py --config`` takes."""
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if trainer.is_global_zero:
+            run_dir = Path(trainer.default_root_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, run_dir / "config.yaml", skip_none=False, overwrite=True,
+                             multifile=False)
+
+
+class KpregCLI(LightningCLI):
+    """LightningCLI with kpreg's links, checkpointing defaults and run directory."""
+
+    def __init__(self, *args: Any, evaluate: bool = False, **kwargs: Any) -> None:
+        self.evaluate = evaluate
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for key in ("num_keypoints", "input_size", "flip_pairs"):
+            parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/score",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="checkpoint to resume training from ('last' = the run's last.ckpt), "
+                                 "or to evaluate")
+        if self.evaluate:
+            parser.add_argument("--json", type=str | None, default=None, help="write the metrics here")
+            parser.add_argument("--flip", type=bool, default=True, help="flip test (--no-flip disables)")
+            parser.add_argument("--predictions_dir", type=str | None, default=None,
+                                help="where predictions are written (default: beside --json, or the run dir)")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config
+        root = config.trainer.default_root_dir or "runs/default"
+        config.trainer.default_root_dir = root
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = str(Path(root) / "checkpoints")
+        if self.evaluate:
+            config.trainer.logger = False  # evaluation must not open a new experiment-tracker run
+            config.model.flip_test = config.flip
+        else:
+            use_wandb_offline_without_credentials()
+
+
+def _make_cli(args: Sequence[str], evaluate: bool) -> KpregCLI:
+    return KpregCLI(
+        KeypointModule,
+        KeypointDataModule,
+        subclass_mode_data=True,
+        save_config_callback=None if evaluate else RunDirConfigSaver,
+        auto_configure_optimizers=False,
+        run=False,
+        args=list(args),
+        evaluate=evaluate,
+    )
+
+
+def _fail(err: BaseException) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False)
+    sys.exit(2)
+
+
+def train_main(argv: Sequence[str] | None = None) -> None:
+    """``python train.py --config CONFIG [--key value …]``: train, checkpoint best and last."""
+    try:
+        cli = _make_cli(sys.argv[1:] if argv is None else argv, evaluate=False)
+        ckpt_path = cli.config.ckpt_path
+        if ckpt_path not in (None, "last", "best") and not Path(ckpt_path).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+def load_checkpoint_weights(model: torch.nn.Module, ckpt_path: str) -> None:
+    """Load a Lightning checkpoint's weights (tensors only, ``weights_only=True``) with a clear error."""
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    state_dict = checkpoint.get("state_dict", checkpoint)
+    check_state_dict_compatible(model, state_dict)
+    model.load_state_dict(state_dict)
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> None:
+    """``python evaluate.py --config RUN/config.yaml --ckpt_path CKPT --json OUT.json [--no-flip]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "score":
+        from kpreg.score_cli import score_main
+
+        score_main(args[1:])
+        return
+    args = ["--flip=false" if a == "--no-flip" else a for a in args]
+    try:
+        cli = _make_cli(args, evaluate=True)
+        config = cli.config
+        if config.ckpt_path is None:
+            raise ValueError("--ckpt_path is required: the checkpoint to evaluate")
+        load_checkpoint_weights(cli.model, config.ckpt_path)
+        cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+        metrics = cli.model.test_results
+        datamodule: KeypointDataModule = cli.datamodule
+        Console().print(datamodule.metric_table(metrics))
+        out_dir = Path(config.predictions_dir or (Path(config.json).parent if config.json else config.trainer.default_root_dir))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = datamodule.write_predictions(out_dir, *cli.model.test_predictions())
+        if config.json:
+            Path(config.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(config.json).write_text(json.dumps(metrics, indent=2))
+            written.append(Path(config.json))
+        for path in written:
+            Console().print(f"wrote {path}")
+    except USER_ERRORS as err:
+        _fail(err)

@@ -1,0 +1,70 @@
+"""The head-agnostic sample contract shared by every dataset.
+
+A sample is a dict::
+
+    image       (3, H, W) float32   normalised input crop (ImageNet mean / std)
+    keypoints   (K, 2)    float32   x,y input pixels (kpreg.coords convention)
+    visibility  (K,)      float32   1 = labelled (counts in losses and metrics), 0 = not labelled
+    meta        dict:
+      index           int64          position of the sample in its dataset (predictions are written in this order)
+      affine_inv      (2, 3) float64 input pixels → original pixels
+      keypoints_orig  (K, 2) float64 ground truth in original pixels (what metrics compare against)
+      visible_orig    (K,)   bool    joints that count in metrics
+      norm_length     float64        the metric's normaliser (PCKh: head size = 0.6 × head-box diagonal)
+      + dataset-specific entries (e.g. occluded flags, image ids, box scores)
+
+Heads only ever see ``image``, ``keypoints`` and ``visibility``; metrics only ``meta``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+SAMPLE_KEYS = ("image", "keypoints", "visibility", "meta")
+META_KEYS = ("index", "affine_inv", "keypoints_orig", "visible_orig", "norm_length")
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB → (3, H, W) float32 normalised with ImageNet statistics."""
+    x = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def tensor_to_image(image: torch.Tensor) -> np.ndarray:
+    """Inverse of ``image_to_tensor``: (3, H, W) → (H, W, 3) uint8 RGB (for drawing)."""
+    x = image.detach().float().cpu().numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_sample(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    visibility: np.ndarray,
+    index: int,
+    affine_inv: np.ndarray,
+    keypoints_orig: np.ndarray,
+    visible_orig: np.ndarray,
+    norm_length: float,
+    **extra_meta: Any,
+) -> dict[str, Any]:
+    """Assemble a sample in the contract's types and shapes."""
+    meta: dict[str, Any] = {
+        "index": torch.tensor(index, dtype=torch.int64),
+        "affine_inv": torch.as_tensor(affine_inv, dtype=torch.float64),
+        "keypoints_orig": torch.as_tensor(keypoints_orig, dtype=torch.float64),
+        "visible_orig": torch.as_tensor(visible_orig, dtype=torch.bool),
+        "norm_length": torch.tensor(float(norm_length), dtype=torch.float64),
+    }
+    meta.update({k: torch.as_tensor(v) for k, v in extra_meta.items()})
+    return {
+        "image": image_to_tensor(image),
+        "keypoints": torch.as_tensor(keypoints, dtype=torch.float32),
+        "visibility": torch.as_tensor(visibility, dtype=torch.float32),
+        "meta": meta,
+    }
