@@ -111,6 +111,9 @@ def _make_cli(args: Sequence[str], evaluate: bool) -> KpregCLI:
 
 
 def _fail(err: BaseException) -> None:
+    """A user error: one clear line and exit code 2 (``KPREG_DEBUG=1`` shows the traceback)."""
+    if os.environ.get("KPREG_DEBUG"):
+        raise err
     Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False)
     sys.exit(2)
 

@@ -1,0 +1,37 @@
+"""Run train.py / evaluate.py as a user would: subprocesses from the repository root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A tiny synthetic run: the tiny timm test backbone, 32×32 images, a handful of samples.
+TINY_SYNTHETIC = [
+    "--config", "configs/synthetic/heatmap.yaml",
+    "--model.backbone", "test_resnet",
+    "--data.init_args.image_size", "32",
+    "--data.init_args.num_train", "32",
+    "--data.init_args.num_val", "12",
+    "--data.init_args.batch_size", "8",
+    "--data.init_args.num_workers", "0",
+    "--trainer.max_epochs", "1",
+]
+
+
+def csv_logger(run_dir: Path) -> list[str]:
+    return [
+        "--trainer.default_root_dir", str(run_dir),
+        "--trainer.logger.class_path", "pytorch_lightning.loggers.CSVLogger",
+        "--trainer.logger.init_args.save_dir", str(run_dir),
+    ]
+
+
+def run_script(script: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
