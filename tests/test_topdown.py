@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from kpreg.coords import apply_affine
-from kpreg.data.topdown import Augmentation, DataError, PersonRecord, TopDownDataset, TopDownTransform
+from kpreg.data.sample import tensor_to_image
+from kpreg.data.topdown import (
+    Augmentation,
+    DataError,
+    PersonRecord,
+    TopDownDataset,
+    TopDownTransform,
+    decode_reduction,
+)
 
 PAIRS = [(0, 1)]
 
@@ -72,3 +80,30 @@ def test_missing_and_corrupt_images_name_file_and_index(tmp_path) -> None:
         ds[1]
     with pytest.raises(DataError, match=r"cannot decode image.*bad.jpg \(sample 2\)"):
         ds[2]
+
+
+@pytest.mark.parametrize("box", [300.0, 700.0])  # the crop shrinks the image 2.3× (decode at 1/2) and 5.5× (1/4)
+def test_reduced_jpeg_decode_keeps_the_geometry_exact(tmp_path, box: float) -> None:
+    """A blob at a sub-pixel position lands on the same input pixel with and without the reduced decode."""
+    h, w = 600, 800
+    yy, xx = np.mgrid[0:h, 0:w]
+    blob = np.exp(-((xx - 401.3) ** 2 + (yy - 297.8) ** 2) / (2 * 12.0**2))  # centred at x=401.3, y=297.8
+    image = np.repeat((40 + 200 * blob)[..., None], 3, axis=2).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "blob.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    rec = PersonRecord(str(tmp_path / "blob.jpg"), np.array([390.0, 310.0]), np.array([box, box]),
+                       np.array([[401.3, 297.8]]), np.array([True]), 10.0, {})
+    transform = TopDownTransform((128, 128), [])
+    affine, _ = transform.draw(rec, None)
+    assert decode_reduction(affine, rec.image_path) == (2 if box == 300.0 else 4)
+    assert decode_reduction(affine, "x.png") == 1  # only JPEG decoders reduce exactly
+
+    def centroid(reduced: bool) -> np.ndarray:
+        s = TopDownDataset([rec], transform, train=False, reduced_decode=reduced)[0]
+        img = tensor_to_image(s["image"])[..., 0].astype(np.float64)
+        weight = np.clip(img - 40.0, 0, None)
+        ys, xs = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
+        return np.array([(xs * weight).sum(), (ys * weight).sum()]) / weight.sum(), s["keypoints"][0].numpy()
+
+    (full, label), (reduced, label_reduced) = centroid(False), centroid(True)
+    assert np.array_equal(label, label_reduced)  # labels never depend on the decode
+    assert np.abs(full - label).max() < 0.1 and np.abs(reduced - label).max() < 0.1  # input pixels

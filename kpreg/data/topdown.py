@@ -5,6 +5,11 @@ half-body), composes everything into **one** affine from original pixels to inpu
 image **once** (``cv2.warpAffine``). Keypoints go through the same affine, so labels and pixels can never
 disagree. Photometric augmentation (albumentations) runs on the small crop, after the warp.
 
+Speed (``benchmarks/mpii_pipeline.py``): the augmentation is drawn *before* the image is read, so a JPEG
+that the crop shrinks ≥ 2× is decoded at 1/2, 1/4 or 1/8 resolution (``decode_reduction``) with the affine
+re-expressed exactly on the reduced grid (``reduced_affine``); colour conversion and normalisation touch
+only the crop.
+
 The affine stored in the sample (``meta.affine_inv``) includes the flip, and a flipped sample's
 ``keypoints_orig`` / ``visible_orig`` are permuted like its joints, so that
 ``apply_affine(keypoints, affine_inv) == keypoints_orig`` holds for every sample.
@@ -70,13 +75,54 @@ class PersonRecord:
 
 def read_image(path: str | Path, index: int) -> np.ndarray:
     """(H, W, 3) uint8 RGB, or a ``DataError`` naming the file and the sample index."""
+    return cv2.cvtColor(_read_bgr(path, index), cv2.COLOR_BGR2RGB)
+
+
+# JPEG decoders can decode at 1/2, 1/4, 1/8 resolution directly (scaled IDCT): much cheaper than a full
+# decode, and a better anti-aliased source than a bilinear warp that shrinks by more than 2×.
+_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                  8: cv2.IMREAD_REDUCED_COLOR_8}
+_JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
+
+
+def _read_bgr(path: str | Path, index: int, reduction: int = 1) -> np.ndarray:
+    """(H / reduction, W / reduction, 3) uint8 BGR (OpenCV's order: colour is converted on the crop)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image not found: {path} (sample {index})")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(path), _REDUCED_FLAGS[reduction])
     if image is None:
         raise DataError(f"cannot decode image (corrupt or not an image): {path} (sample {index})")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
+
+
+def decode_reduction(affine: np.ndarray, path: str | Path) -> int:
+    """The largest JPEG decode reduction f ∈ {1, 2, 4, 8} after which the warp still does not enlarge.
+
+    ``affine`` maps original → input pixels; its largest singular value is the most input pixels per
+    original pixel in any direction, so decoding at 1/f never upsamples while ``f · σ_max ≤ 1``. Only for
+    JPEG files: other formats are reduced by a resize whose grid is not exactly ``f`` for odd sizes.
+    """
+    if not str(path).lower().endswith(_JPEG_SUFFIXES):
+        return 1
+    zoom = float(np.linalg.norm(affine[:, :2], ord=2))  # σ_max, input px per original px
+    f = 1
+    while f < 8 and 2 * f * zoom <= 1.0:
+        f *= 2
+    return f
+
+
+def reduced_affine(affine: np.ndarray, reduction: int) -> np.ndarray:
+    """(2, 3) original → input affine re-expressed on an image decoded at 1/``reduction``.
+
+    Reduced pixel ``j`` averages original pixels ``f·j … f·j + f - 1``, so its centre is the original
+    pixel ``x = f·j + (f - 1) / 2`` (same in y): compose the affine with that map (exact, no resampling).
+    """
+    if reduction == 1:
+        return affine
+    f = float(reduction)
+    linear = affine[:, :2]
+    return np.concatenate([linear * f, (linear @ np.full(2, (f - 1) / 2) + affine[:, 2])[:, None]], axis=1)
 
 
 def _aspect_box(lo: np.ndarray, hi: np.ndarray, aspect: float, padding: float) -> tuple[np.ndarray, np.ndarray]:
@@ -123,9 +169,11 @@ class TopDownTransform:
         aspect = self.input_size[1] / self.input_size[0]
         return _aspect_box(pts.min(axis=0), pts.max(axis=0), aspect, padding=1.5)
 
-    def __call__(
-        self, image: np.ndarray, rec: PersonRecord, rng: np.random.Generator | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    def draw(self, rec: PersonRecord, rng: np.random.Generator | None) -> tuple[np.ndarray, bool]:
+        """The sample's (2, 3) affine original → input pixels (flip folded in) and whether it flips.
+
+        ``rng=None`` is evaluation: no augmentation. Drawn before the image is read, so that the decoder
+        can already shrink the image (``decode_reduction``)."""
         center, size = rec.center.astype(np.float64), rec.box_size.astype(np.float64)
         rotation, flip = 0.0, False
         if rng is not None:  # training: draw the augmentation
@@ -142,7 +190,24 @@ class TopDownTransform:
         if flip:  # fold the mirror x → W - 1 - x into the same single warp
             mirror = np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
             affine = (mirror @ np.vstack([affine, [0.0, 0.0, 1.0]]))[:2]
-        crop = cv2.warpAffine(image, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return affine, flip
+
+    def apply(
+        self,
+        image: np.ndarray,
+        rec: PersonRecord,
+        affine: np.ndarray,
+        flip: bool,
+        reduction: int = 1,
+        bgr: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Warp ``image`` (decoded at 1/``reduction``; BGR if ``bgr``) once → (crop (H, W, 3) uint8 RGB,
+        keypoints (K, 2) input pixels, visible (K,)), joints permuted if ``flip``."""
+        h, w = self.input_size
+        crop = cv2.warpAffine(image, reduced_affine(affine, reduction), (w, h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+        if bgr:  # converting the small crop is cheaper than converting the whole image
+            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
         keypoints = apply_affine(rec.keypoints, affine)  # (K, 2) input pixels, joint order of the original
         visible = rec.visible.copy()
         if flip:
@@ -150,6 +215,14 @@ class TopDownTransform:
             keypoints, visible = keypoints[perm], visible[perm]
         if self.photometric is not None:
             crop = self.photometric(image=crop)["image"]
+        return crop, keypoints, visible
+
+    def __call__(
+        self, image: np.ndarray, rec: PersonRecord, rng: np.random.Generator | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        """(H, W, 3) RGB image → (crop, keypoints, visible, affine original → input, flipped?)."""
+        affine, flip = self.draw(rec, rng)
+        crop, keypoints, visible = self.apply(image, rec, affine, flip)
         return crop, keypoints, visible, affine, flip
 
 
@@ -159,21 +232,29 @@ class TopDownDataset(Dataset):
     ``train=True`` draws a fresh augmentation per access from torch's RNG (seeded per worker by
     Lightning's ``seed_everything(workers=True)``, hence reproducible); ``train=False`` is deterministic.
     A joint pushed outside the input by the augmentation stops counting in the loss.
+
+    ``reduced_decode``: decode JPEGs at 1/2, 1/4 or 1/8 resolution when the crop shrinks them at least that
+    much (``decode_reduction``; the affine is adjusted exactly, so labels and ``meta`` are unchanged).
     """
 
-    def __init__(self, records: Sequence[PersonRecord], transform: TopDownTransform, train: bool) -> None:
+    def __init__(
+        self, records: Sequence[PersonRecord], transform: TopDownTransform, train: bool, reduced_decode: bool = True
+    ) -> None:
         self.records = list(records)
         self.transform = transform
         self.train = train
+        self.reduced_decode = reduced_decode
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
-        image = read_image(rec.image_path, index)
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item())) if self.train else None
-        crop, keypoints, visible, affine, flip = self.transform(image, rec, rng)
+        affine, flip = self.transform.draw(rec, rng)  # (2, 3) original → input pixels
+        reduction = decode_reduction(affine, rec.image_path) if self.reduced_decode else 1
+        image = _read_bgr(rec.image_path, index, reduction)
+        crop, keypoints, visible = self.transform.apply(image, rec, affine, flip, reduction, bgr=True)
         h, w = self.transform.input_size
         inside = (
             (keypoints[:, 0] >= -0.5) & (keypoints[:, 0] <= w - 0.5)
