@@ -19,6 +19,7 @@ from kpreg.coords import apply_affine
 from kpreg.data.coco import COCODataModule
 from kpreg.data.coco_files import COCO_FLIP_PAIRS, COCO_SIGMAS
 from kpreg.data.topdown import Augmentation, DataError
+from kpreg.metrics.coco_score import score_coco_files
 from kpreg.metrics.oks import STAT_NAMES
 
 ANIMAL = ("nose", "left_ear", "right_ear", "left_paw", "right_paw", "tail")
@@ -256,3 +257,18 @@ def test_bad_files_raise_naming_file_and_id(fx: CocoFixture, tmp_path: Path) -> 
     bad_dets.write_text(json.dumps(dets))
     with pytest.raises(DataError, match=r"dets.json: entry 8 has image_id 4242, which is not in .*val.json"):
         setup(fx.val_ann, bbox_file=str(bad_dets))
+
+
+def test_gt_without_area_and_num_keypoints_scores_the_same_in_both_places(fx: CocoFixture, tmp_path: Path) -> None:
+    data = fx.load("val")
+    for ann in data["annotations"]:
+        del ann["area"], ann["num_keypoints"]  # custom files often lack both; pycocotools needs them
+    val = tmp_path / "bare.json"
+    val.write_text(json.dumps(data))
+    dm = COCODataModule(val_ann=str(val), val_images=str(fx.images), num_workers=0)
+    batches, pred, scores = _predictions(dm, 1.0)
+    in_eval = _feed(dm, batches, pred, scores)
+    indices = torch.cat([b["meta"]["index"] for b in batches])
+    [path] = dm.write_predictions(tmp_path, indices, pred, scores)
+    assert 0.0 < in_eval["AP"] < 1.0
+    assert score_coco_files(val, path) == pytest.approx(in_eval, abs=1e-12)

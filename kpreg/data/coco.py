@@ -429,6 +429,10 @@ class COCODataModule(KeypointDataModule):
                 records, report = self._det_records()
             else:
                 records, report = self._gt_records(split)
+                if split == "train":
+                    # COCO's parsed train file weighs gigabytes of Python objects; the records are all
+                    # that is needed from it (val stays: it is the metric's ground truth).
+                    self._data.pop("train", None)
             _check_images_exist(records, split)
             self.records[split], self.reports[split] = records, report
             _report(report.message())
