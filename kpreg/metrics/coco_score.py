@@ -18,6 +18,7 @@ import copy
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.table import Table
@@ -25,7 +26,7 @@ from rich.table import Table
 from kpreg.data.coco_files import load_coco, load_results_json, read_category
 from kpreg.metrics.oks import STAT_NAMES, evaluate_keypoints
 
-__all__ = ["score_coco_files", "coco_table", "BOX_AREA_FACTOR"]
+__all__ = ["score_coco_files", "coco_table", "prepare_gt", "BOX_AREA_FACTOR"]
 
 # xtcocoapi (CrowdPose) uses this fraction of the box area when a GT has no segment area.
 BOX_AREA_FACTOR = 0.53
@@ -44,17 +45,32 @@ def score_coco_files(
     """
     with open(gt_path) as f:
         data = json.load(f)
-    missing_area = [a for a in data.get("annotations", []) if "area" not in a]
-    if missing_area:
-        data = copy.deepcopy(data)
-        for ann in data["annotations"]:
-            if "area" not in ann:
-                _, _, w, h = ann["bbox"]
-                ann["area"] = w * h * BOX_AREA_FACTOR
-    coco_gt = load_coco(data)
+    coco_gt = load_coco(prepare_gt(data))
     category = read_category(coco_gt, category_id=category_id, sigmas=sigmas)
     coco_dt = load_results_json(results_path, coco_gt)
     return evaluate_keypoints(coco_gt, coco_dt, category.sigmas)
+
+
+def prepare_gt(data: dict[str, Any]) -> dict[str, Any]:
+    """The GT dict pycocotools can score: fills what custom COCO-format files often leave out.
+
+    ``area`` (missing: ``BOX_AREA_FACTOR`` × box area, see the module docstring) and ``num_keypoints``
+    (missing: the count of labelled keypoints, ``v > 0``; COCOeval reads it to ignore unlabelled GT).
+    Returns ``data`` itself when nothing is missing, else a filled deep copy (the caller's dict is
+    never changed). Used by ``score_coco_files`` and by ``COCODataModule``'s metric, so that a results
+    file scores the same in both.
+    """
+    anns = data.get("annotations", [])
+    if all("area" in a and "num_keypoints" in a for a in anns):
+        return data
+    data = copy.deepcopy(data)
+    for ann in data["annotations"]:
+        if "area" not in ann:
+            _, _, w, h = ann["bbox"]
+            ann["area"] = w * h * BOX_AREA_FACTOR
+        if "num_keypoints" not in ann and ann.get("keypoints") is not None:
+            ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
+    return data
 
 
 def coco_table(summary: Mapping[str, float], title: str | None = "COCO keypoints (OKS)") -> Table:
