@@ -72,6 +72,10 @@ class LastCheckpoint(Checkpoint):
         return True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and self.dirpath is not None:
+            # A process killed while writing leaves its temporary file (never last.ckpt itself): tidy up.
+            for stale in Path(self.dirpath).glob(f".{self.FILENAME}.tmp-*"):
+                stale.unlink(missing_ok=True)
         # A resumed run must not re-save the step it resumed from in the middle of an accumulation window.
         self._last_step_saved = trainer.global_step
         self._last_time = time.monotonic()
@@ -89,12 +93,12 @@ class LastCheckpoint(Checkpoint):
             # Clocks differ between processes: rank 0 decides, so that every rank joins the collective save.
             elapsed = trainer.strategy.broadcast(elapsed, src=0)
             due = due or float(elapsed) >= 60.0 * self.every_n_minutes
-        if due:
+        if due and not _after_last_batch(trainer):
             self.save(trainer, "periodic")
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.state.fn == "fit" and not trainer.sanity_checking:
-            self.save(trainer, "after validation")
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After the epoch's validation (Lightning 2.x runs it before this hook), like ModelCheckpoint.
+        self.save(trainer, "end of epoch")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step != self._last_step_saved or not self.last_model_path:
@@ -102,13 +106,26 @@ class LastCheckpoint(Checkpoint):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
-            # Lightning raises this after the current batch has completed: a consistent state to resume from.
+            # Lightning raises this after the current batch has completed: a consistent state to resume from,
+            # except right after an epoch's last batch (see _after_last_batch).
+            if _after_last_batch(trainer):
+                rank_zero_warn(f"SIGTERM after the last batch of an epoch: keeping {self.path} from step "
+                               f"{self._last_step_saved} (Lightning cannot resume exactly from this point)")
+                return
             if self.save(trainer, "SIGTERM"):
                 rank_zero_info(f"SIGTERM: saved {self.path} at global step {trainer.global_step}; "
                                "resume with --ckpt_path last")
 
     def state_dict(self) -> dict[str, Any]:
         return {"dirpath": self.dirpath, "last_model_path": self.last_model_path}
+
+
+def _after_last_batch(trainer: pl.Trainer) -> bool:
+    """True between an epoch's last training batch and its end-of-epoch hooks. Lightning 2.6 resumes from a
+    checkpoint taken there as if the epoch were over but skips its validation and miscounts epochs, so
+    ``last.ckpt`` is written a moment later, at the end of the epoch, instead."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress.current
+    return progress.processed >= trainer.num_training_batches
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -138,6 +138,15 @@ class KeypointModule(pl.LightningModule):
         self.test_metric = datamodule.build_metric()
         self.primary_metric = datamodule.primary_metric
 
+    def on_train_start(self) -> None:
+        # Lightning hands a resumed run's saved loader positions (kpreg.samplers.ResumableDataLoader) to the
+        # loaders in fit_loop.setup_data, but configure_optimizers' estimated_stepping_batches has already run
+        # setup_data before the checkpoint was restored, so they would be dropped: apply them here, before
+        # the first batch is drawn (the loader's iterator is lazy). A no-op when nothing is pending.
+        fit_loop = self.trainer.fit_loop
+        if getattr(fit_loop, "_combined_loader_states_to_load", None):
+            fit_loop._load_combined_loader_states()
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_state_dict_compatible(self, checkpoint["state_dict"])
 
