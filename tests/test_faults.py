@@ -117,3 +117,29 @@ def test_sigterm_saves_checkpoint_and_exits(tmp_path: Path) -> None:
     step = int(load_checkpoint(last)["global_step"])
     assert STEPS_PER_EPOCH < step < 20 * STEPS_PER_EPOCH
     assert f"SIGTERM: saved {last} at global step {step}" in one_line(log.read_text())
+
+
+def test_nan_loss_skip_drops_only_the_bad_steps(tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+    from fault_heads import NanLossHead
+
+    from kpreg.data.synthetic_datamodule import SyntheticPoseDataModule
+    from kpreg.module import KeypointModule
+
+    data = SyntheticPoseDataModule(image_size=32, num_train=24, num_val=4, batch_size=4, num_workers=0)
+    model = KeypointModule(NanLossHead(nan_from_call=2, nan_calls=2, neck_channels=16), backbone="test_resnet",
+                           input_size=(32, 32), nonfinite_loss="skip")
+    trainer = pl.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared cores: oversubscribed threads make tiny steps far slower
+    try:
+        with pytest.warns(UserWarning, match=r"non-finite training loss at global step 2 .*skipping"):
+            trainer.fit(model, datamodule=data)
+    finally:
+        torch.set_num_threads(threads)
+    assert model.skipped_steps == 2 and trainer.global_step == 6
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    # AdamW counts only the updates it made: 6 steps, 2 of them skipped.
+    steps = {int(s["step"]) for s in trainer.optimizers[0].state.values()}
+    assert steps == {4}
