@@ -127,3 +127,10 @@ def test_timm_sync_batchnorm_keeps_fused_activation() -> None:
     assert isinstance(reverted[0], BatchNormAct2d) and isinstance(reverted[0].act, torch.nn.ReLU)
     x = torch.randn(2, 4, 3, 3)
     assert (reverted.eval()[0](x) >= 0).all()  # the activation survived the round trip
+
+
+def test_throughput_benchmark_cpu_smoke() -> None:
+    result = run("benchmarks/throughput.py", "--backbone", "test_resnet", "--size", "32", "--batch", "2",
+                 "--steps", "2", "--warmup", "1", "--precision", "fp32", "--compile-backend", "eager")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "images/s" in result.stdout and "HeatmapHead" in result.stdout
