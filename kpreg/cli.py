@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import netrc
 import os
+import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,6 +146,10 @@ def train_main(argv: Sequence[str] | None = None) -> None:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except NonFiniteLossError as err:
         _fail(err, code=1)
+    except pickle.UnpicklingError as err:
+        _fail(ValueError(f"cannot resume from {ckpt_path} with torch.load(weights_only=True): it holds pickled "
+                         f"objects, not only tensors and plain containers (from a trusted source, load and "
+                         f"re-save it). {str(err).splitlines()[0]}"))
     except USER_ERRORS as err:
         _fail(err)
 
