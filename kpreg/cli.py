@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import netrc
 import os
+import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +20,14 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from rich.console import Console
 
 from kpreg.backbone import BackboneError
+from kpreg.callbacks import LastCheckpoint, install_plugins
 from kpreg.data.datamodule import KeypointDataModule
-from kpreg.module import CheckpointMismatchError, KeypointModule, check_state_dict_compatible
+from kpreg.module import (
+    CheckpointMismatchError,
+    KeypointModule,
+    NonFiniteLossError,
+    check_state_dict_compatible,
+)
 
 # Errors that are the user's input, not a bug: printed as one line, exit code 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -65,13 +72,16 @@ class KpregCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for key in ("num_keypoints", "input_size", "flip_pairs"):
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
+        # best.ckpt: the 'checkpoint' callback; last.ckpt (what --ckpt_path last resumes): 'last_checkpoint',
+        # written mid-epoch every N steps, after each validation, at the end and on SIGTERM.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/score",
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best",
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
@@ -90,11 +100,17 @@ class KpregCLI(LightningCLI):
         config.trainer.default_root_dir = root
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(Path(root) / "checkpoints")
+        if config.last_checkpoint.dirpath is None:
+            config.last_checkpoint.dirpath = config.checkpoint.dirpath
         if self.evaluate:
             config.trainer.logger = False  # evaluation must not open a new experiment-tracker run
             config.model.flip_test = config.flip
         else:
             use_wandb_offline_without_credentials()
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        install_plugins(self.trainer)
 
 
 def _make_cli(args: Sequence[str], evaluate: bool) -> KpregCLI:
@@ -110,12 +126,12 @@ def _make_cli(args: Sequence[str], evaluate: bool) -> KpregCLI:
     )
 
 
-def _fail(err: BaseException) -> None:
+def _fail(err: BaseException, code: int = 2) -> None:
     """A user error: one clear line and exit code 2 (``KPREG_DEBUG=1`` shows the traceback)."""
     if os.environ.get("KPREG_DEBUG"):
         raise err
     Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def train_main(argv: Sequence[str] | None = None) -> None:
@@ -125,7 +141,15 @@ def train_main(argv: Sequence[str] | None = None) -> None:
         ckpt_path = cli.config.ckpt_path
         if ckpt_path not in (None, "last", "best") and not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+        # Lightning checkpoints hold only tensors and plain containers: resume with weights_only=True, which
+        # never unpickles code. The model's on_load_checkpoint checks tensor names and shapes first.
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except NonFiniteLossError as err:
+        _fail(err, code=1)
+    except pickle.UnpicklingError as err:
+        _fail(ValueError(f"cannot resume from {ckpt_path} with torch.load(weights_only=True): it holds pickled "
+                         f"objects, not only tensors and plain containers (from a trusted source, load and "
+                         f"re-save it). {str(err).splitlines()[0]}"))
     except USER_ERRORS as err:
         _fail(err)
 
@@ -156,6 +180,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
             raise ValueError("--ckpt_path is required: the checkpoint to evaluate")
         load_checkpoint_weights(cli.model, config.ckpt_path)
         cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+        if not cli.trainer.is_global_zero:
+            return  # under DDP the metrics and the gathered predictions are reported once, by rank 0
         metrics = cli.model.test_results
         datamodule: KeypointDataModule = cli.datamodule
         Console().print(datamodule.metric_table(metrics))

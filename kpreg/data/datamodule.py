@@ -7,6 +7,7 @@ what is declared here, so they never know which dataset runs.
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +19,18 @@ import torchmetrics
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
+from kpreg.samplers import (
+    PaddedEvalSampler,
+    PaddingFlagDataset,
+    ResumableDataLoader,
+    ResumableTrainSampler,
+    padded_eval_length,
+)
+
 
 class KeypointDataModule(pl.LightningDataModule):
     """Args:
-    batch_size: samples per device and step.
+    batch_size: samples per device and step (the total batch is ``batch_size × devices × num_nodes``).
     num_workers: loader processes (0 = load in the main process).
     pin_memory: page-locked host memory for faster host → GPU copies.
     persistent_workers: keep loader processes alive between epochs.
@@ -64,18 +73,34 @@ class KeypointDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.datasets.update(self._build_datasets(stage))
 
+    def _replicas(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached trainer; (1, 0) outside a trainer."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
     def _loader(self, split: str, train: bool) -> DataLoader:
+        # Our own DistributedSampler subclasses (kpreg.samplers): Lightning leaves them in place. Training:
+        # a seeded, epoch-dependent shard whose position is checkpointed (exact mid-epoch resume). Evaluation:
+        # in-order shards padded to equal length with the pads flagged, so every sample counts exactly once.
         if split not in self.datasets:
             self.setup("fit" if split in ("train", "val") else "test")
-        return DataLoader(
-            self.datasets[split],
+        world, rank = self._replicas()
+        options: dict[str, Any] = dict(
             batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
+        dataset = self.datasets[split]
+        if train:
+            # PL_GLOBAL_SEED is set by seed_everything (the config's seed_everything), as for Lightning's own sampler.
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            sampler = ResumableTrainSampler(dataset, num_replicas=world, rank=rank, seed=seed)
+            return ResumableDataLoader(dataset, sampler=sampler, drop_last=True, **options)
+        flagged = PaddingFlagDataset(dataset, padded_eval_length(len(dataset), world))  # type: ignore[arg-type]
+        return DataLoader(flagged, sampler=PaddedEvalSampler(flagged, num_replicas=world, rank=rank), **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
