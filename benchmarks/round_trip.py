@@ -1,0 +1,68 @@
+"""Round trip encode → decode on exact targets, per head and output stride; prints a markdown table.
+
+For each head, ``head.ideal_output(keypoints)`` is the raw output a perfect network would give and
+``head.decode`` reads it back. Keypoints are random, sub-pixel, in the central half of a 256 × 256 input
+(so that at stride 32 the 8 × 8 grid still leaves room for DARK's stencil and the expectation heads' hull
+of cell centres). Errors are Euclidean, in input pixels: max and mean over 64 × 16 keypoints.
+
+    python benchmarks/round_trip.py
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kpreg.heads import DSNTHead, FCRegressionHead, HeatmapHead, OffsetHead, SoftArgmaxHead
+from kpreg.heads.base import Head, HeadSpec
+
+INPUT = (256, 256)
+STRIDES = (4, 8, 16, 32)
+
+
+def random_keypoints(n: int = 64, k: int = 16, size: tuple[int, int] = INPUT, seed: int = 0) -> torch.Tensor:
+    """(n, k, 2) x,y input pixels, uniform in the central half of the input."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    u = torch.rand(n, k, 2, generator=g)
+    return torch.stack((w / 4 + u[..., 0] * w / 2, h / 4 + u[..., 1] * h / 2), dim=-1)
+
+
+def round_trip_error(head: Head, keypoints: torch.Tensor) -> torch.Tensor:
+    """(N, K) Euclidean error in input pixels of decode(ideal_output(keypoints))."""
+    head.build(HeadSpec(in_channels=8, in_stride=32, num_keypoints=keypoints.shape[1], input_size=INPUT))
+    head.eval()
+    with torch.no_grad():
+        coords, _ = head.decode(head.ideal_output(keypoints))
+    return (coords - keypoints).norm(dim=-1)
+
+
+def cases(stride: int) -> dict[str, Head]:
+    fc = FCRegressionHead()
+    return {
+        "FC regression": fc,
+        "heatmap, argmax": HeatmapHead(output_stride=stride, sigma=2.0, decoder="argmax"),
+        "heatmap, quarter": HeatmapHead(output_stride=stride, sigma=2.0, decoder="quarter"),
+        "heatmap, DARK": HeatmapHead(output_stride=stride, sigma=2.0, decoder="dark"),
+        "soft-argmax": SoftArgmaxHead(output_stride=stride),
+        "DSNT": DSNTHead(output_stride=stride),
+        "heatmap + offset": OffsetHead(output_stride=stride),
+    }
+
+
+def main() -> None:
+    keypoints = random_keypoints()
+    rows: dict[str, list[str]] = {}
+    for stride in STRIDES:
+        for name, head in cases(stride).items():
+            err = round_trip_error(head, keypoints)
+            rows.setdefault(name, []).append(f"{err.max():.2e} / {err.mean():.2e}")
+    print(f"Round trip decode(ideal_output(k)) on a {INPUT[0]}×{INPUT[1]} input; "
+          "max / mean Euclidean error in input pixels (σ = 2 cells for the heatmap rows)\n")
+    print("| head | " + " | ".join(f"stride {s}" for s in STRIDES) + " |")
+    print("|---|" + "---|" * len(STRIDES))
+    for name, cols in rows.items():
+        print(f"| {name} | " + " | ".join(cols) + " |")
+
+
+if __name__ == "__main__":
+    main()
