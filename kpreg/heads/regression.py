@@ -9,12 +9,16 @@ decay, learning rate and loss threshold fit every joint, whatever its typical po
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
 from kpreg.coords import normalized_to_pixels, pixels_to_normalized
 from kpreg.heads.base import Head, HeadSpec
-from kpreg.losses import CoordLoss, coord_loss_per_joint, masked_mean
+from kpreg.losses import coord_loss_per_joint, masked_mean
+
+FCLoss = Literal["l1", "l2", "smooth_l1"]
 
 
 class FCRegressionHead(Head):
@@ -26,7 +30,7 @@ class FCRegressionHead(Head):
     """
 
     def __init__(
-        self, hidden: int = 256, loss: CoordLoss = "l1", momentum: float = 0.01, init_std: float = 0.5
+        self, hidden: int = 256, loss: FCLoss = "l1", momentum: float = 0.01, init_std: float = 0.5
     ) -> None:
         super().__init__()
         if loss not in ("l1", "l2", "smooth_l1"):
