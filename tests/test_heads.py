@@ -208,3 +208,24 @@ def test_bad_arguments_fail_early() -> None:
     with pytest.raises(ValueError):
         kpreg.heads.SoftArgmaxHead(temperature=0.0)
     assert math.isfinite(kpreg.heads.OffsetHead().radius)
+
+
+# ---- head-specific behaviour -------------------------------------------------------------------------
+def test_ideal_outputs_have_near_zero_coordinate_losses() -> None:
+    g = torch.Generator().manual_seed(1)
+    keypoints = 16 + torch.rand(2, K, 2, generator=g) * 32  # (B, K, 2) input pixels, central half
+    vis = torch.ones(2, K)
+    for head, key in [(kpreg.heads.OffsetHead(neck_channels=8), "offset"),
+                      (kpreg.heads.SoftArgmaxHead(neck_channels=8), "coord"),
+                      (kpreg.heads.DSNTHead(neck_channels=8, regulariser="none"), "euclidean")]:
+        head.build(HeadSpec(8, 32, K, (SIZE, SIZE)))
+        assert head.loss(head.ideal_output(keypoints), keypoints, vis)[key].item() < 1e-5, key
+
+
+def test_fc_statistics_update_only_in_training(backbone: Backbone) -> None:
+    head = make_head("FCRegressionHead", backbone).eval()
+    _, keypoints, visibility = random_batch(4)
+    head.loss(torch.zeros(4, K, 2), keypoints, visibility)
+    assert torch.equal(head.target_mean, torch.zeros(K, 2))  # eval: frozen
+    head.train().loss(torch.zeros(4, K, 2), keypoints, visibility)
+    assert not torch.equal(head.target_mean, torch.zeros(K, 2))
