@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from kpreg.heads import DSNTHead, FCRegressionHead, HeatmapHead, OffsetHead, SoftArgmaxHead
+from kpreg.heads import DSNTHead, FCHead, HeatmapHead, OffsetHead, SoftArgmaxHead
 from kpreg.heads.base import Head, HeadSpec
 
 INPUT = (256, 256)
@@ -38,7 +38,7 @@ def round_trip_error(head: Head, keypoints: torch.Tensor) -> torch.Tensor:
 
 
 def cases(stride: int) -> dict[str, Head]:
-    fc = FCRegressionHead()
+    fc = FCHead()
     return {
         "FC regression": fc,
         "heatmap, argmax": HeatmapHead(output_stride=stride, sigma=2.0, decoder="argmax"),

@@ -127,7 +127,7 @@ def test_round_trip_on_exact_targets(name: str, stride: int) -> None:
 
 
 def test_fc_round_trip_with_fitted_statistics(backbone: Backbone) -> None:
-    head = make_head("FCRegressionHead", backbone)
+    head = make_head("FCHead", backbone)
     _, keypoints, visibility = random_batch(8)
     head.loss(torch.zeros(8, K, 2), keypoints, visibility)  # first training batch sets the statistics
     assert not torch.allclose(head.target_mean, torch.zeros(K, 2))
@@ -223,7 +223,7 @@ def test_ideal_outputs_have_near_zero_coordinate_losses() -> None:
 
 
 def test_fc_statistics_update_only_in_training(backbone: Backbone) -> None:
-    head = make_head("FCRegressionHead", backbone).eval()
+    head = make_head("FCHead", backbone).eval()
     _, keypoints, visibility = random_batch(4)
     head.loss(torch.zeros(4, K, 2), keypoints, visibility)
     assert torch.equal(head.target_mean, torch.zeros(K, 2))  # eval: frozen

@@ -3,9 +3,9 @@
 from kpreg.heads.base import Head as Head  # the interface, re-exported
 from kpreg.heads.base import HeadSpec as HeadSpec
 from kpreg.heads.dsnt import DSNTHead
+from kpreg.heads.fc import FCHead
 from kpreg.heads.heatmap import HeatmapHead
 from kpreg.heads.offset import OffsetHead
-from kpreg.heads.regression import FCRegressionHead
 from kpreg.heads.softargmax import SoftArgmaxHead
 
-__all__ = ["FCRegressionHead", "HeatmapHead", "SoftArgmaxHead", "DSNTHead", "OffsetHead"]
+__all__ = ["FCHead", "HeatmapHead", "SoftArgmaxHead", "DSNTHead", "OffsetHead"]

@@ -21,7 +21,7 @@ from kpreg.losses import coord_loss_per_joint, masked_mean
 FCLoss = Literal["l1", "l2", "smooth_l1"]
 
 
-class FCRegressionHead(Head):
+class FCHead(Head):
     """Args:
     hidden: width of the hidden layer (0 = a single linear layer).
     loss: ``l1``, ``l2`` or ``smooth_l1`` on the standardised coordinates.
