@@ -11,10 +11,14 @@ mean Euclidean error.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 
-from kpreg.heads import DSNTHead, FCHead, HeatmapHead, OffsetHead, SoftArgmaxHead
-from kpreg.heads.base import Head, HeadSpec
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing kpreg
+from kpreg.heads import DSNTHead, FCHead, HeatmapHead, OffsetHead, SoftArgmaxHead  # noqa: E402
+from kpreg.heads.base import Head, HeadSpec  # noqa: E402
 
 INPUT = (256, 256)
 STRIDES = (4, 8, 16, 32)
