@@ -3,17 +3,115 @@ nothing, and a batch with no visible joint gives an exact, finite zero (never 0/
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+import torch.nn.functional as F
+
+from kpreg.ops import at_least_float32 as f32
+from kpreg.ops import render_gaussian, variance_2d
 
 
 def masked_mean(per_joint: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Weighted mean of a (B, K) per-joint loss over visible joints; 0 when none is visible."""
-    weight = weight.to(per_joint.dtype)
+    weight = weight.to(per_joint.dtype)  # bool / int visibility → the loss's dtype
     return (per_joint * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Visibility-weighted MSE between (B, K, h, w) heatmaps (SimpleBaseline's JointsMSELoss, up to
     its constant ½): the mean squared error per joint, averaged over visible joints."""
-    per_joint = (pred.float() - target.float()).pow(2).mean(dim=(-2, -1))  # (B, K)
+    per_joint = (f32(pred) - f32(target)).pow(2).mean(dim=(-2, -1))  # (B, K)
     return masked_mean(per_joint, weight)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Coordinate losses: (B, K, 2) predictions and targets in the same space → (B, K) per joint
+# ----------------------------------------------------------------------------------------------------
+CoordLoss = Literal["l1", "l2", "smooth_l1", "euclidean"]
+
+
+def coord_loss_per_joint(
+    pred: torch.Tensor, target: torch.Tensor, kind: CoordLoss, beta: float = 1.0
+) -> torch.Tensor:
+    """(B, K, 2) × (B, K, 2) → (B, K) per-joint loss, summed over x and y.
+
+    ``l1``: |dx| + |dy|.  ``l2``: dx² + dy².  ``smooth_l1``: Huber-like with threshold ``beta`` per axis.
+    ``euclidean``: sqrt(dx² + dy²) (DSNT's loss; its gradient is undefined at 0, so a 1e-12 floor keeps
+    it finite when a prediction is exact).
+    """
+    diff = f32(pred) - f32(target)  # (B, K, 2)
+    if kind == "l1":
+        return diff.abs().sum(-1)
+    if kind == "l2":
+        return diff.pow(2).sum(-1)
+    if kind == "smooth_l1":
+        return F.smooth_l1_loss(f32(pred), f32(target), reduction="none", beta=beta).sum(-1)
+    if kind == "euclidean":
+        return (diff.pow(2).sum(-1) + 1e-12).sqrt()
+    raise ValueError(f"unknown coordinate loss '{kind}' (choose l1, l2, smooth_l1 or euclidean)")
+
+
+# ----------------------------------------------------------------------------------------------------
+# DSNT regularisers (Nibali et al. 2018), on (B, K, h, w) probability maps → (B, K)
+# ----------------------------------------------------------------------------------------------------
+def variance_regulariser(probs: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(Var[x] - σ²)² + (Var[y] - σ²)² per joint, variances and ``sigma`` in *heatmap cells*.
+
+    Cells (dsntnn's current convention, not the paper's normalised units) make one ``sigma`` mean the same
+    blob width whatever the map's aspect ratio; the paper's version differs by the constant (2 / size)⁴.
+    """
+    h, w = probs.shape[-2:]
+    probs = f32(probs)
+    xs = torch.arange(w, dtype=probs.dtype, device=probs.device)  # (w,) cells
+    ys = torch.arange(h, dtype=probs.dtype, device=probs.device)  # (h,)
+    var = variance_2d(probs, xs, ys)  # (B, K, 2) cells²
+    return (var - sigma**2).pow(2).sum(-1)
+
+
+def normalized_gaussian(centers: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """(..., 2) x,y cell centres → (..., h, w) Gaussians of ``sigma`` cells summing to 1 over the grid."""
+    g = render_gaussian(centers, size, sigma)  # (..., h, w)
+    return g / g.flatten(-2).sum(-1)[..., None, None].clamp(min=1e-24)
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor, eps: float) -> torch.Tensor:
+    # eps keeps log(0) and its gradient finite where a probability underflows (dsntnn uses 1e-24 too).
+    return (p * ((p + eps).log() - (q + eps).log())).flatten(-2).sum(-1)
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-24) -> torch.Tensor:
+    """Jensen–Shannon divergence (natural log, in [0, ln 2]) between (..., h, w) distributions → (...)."""
+    p, q = f32(p), f32(q)
+    m = 0.5 * (p + q)
+    return 0.5 * _kl(p, m, eps) + 0.5 * _kl(q, m, eps)
+
+
+def js_regulariser(probs: torch.Tensor, centers: torch.Tensor, sigma: float) -> torch.Tensor:
+    """JS divergence between each (B, K, h, w) map and a normalised Gaussian of ``sigma`` cells centred on
+    the ground truth ``centers`` (B, K, 2) x,y cells → (B, K) (dsntnn's ``js_reg_losses``)."""
+    target = normalized_gaussian(centers, probs.shape[-2:], sigma)  # (B, K, h, w)
+    return js_divergence(probs, target)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Per-cell classification (heatmap + offset head), (B, K, h, w) logits and {0, 1} targets → (B, K)
+# ----------------------------------------------------------------------------------------------------
+def bce_per_joint(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy over the cells of each map (DeepLabCut's part-detection loss)."""
+    bce = F.binary_cross_entropy_with_logits(f32(logits), f32(target), reduction="none")
+    return bce.mean(dim=(-2, -1))
+
+
+def focal_per_joint(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25
+) -> torch.Tensor:
+    """Sigmoid focal loss (Lin et al. 2017) summed over the cells of each map and divided by its number of
+    positive cells (at least 1), as RetinaNet normalises by the number of positives."""
+    logits, target = f32(logits), f32(target)
+    p = torch.sigmoid(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # (B, K, h, w)
+    p_t = p * target + (1.0 - p) * (1.0 - target)
+    alpha_t = alpha * target + (1.0 - alpha) * (1.0 - target)
+    focal = alpha_t * (1.0 - p_t).pow(gamma) * bce
+    return focal.sum(dim=(-2, -1)) / target.sum(dim=(-2, -1)).clamp(min=1.0)

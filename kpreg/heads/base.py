@@ -75,6 +75,14 @@ class Head(nn.Module, ABC):
         scores_back = flip_values(scores_f, flip_pairs)  # (B, K)
         return (coords + coords_back) / 2.0, (scores + scores_back) / 2.0
 
+    def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
+        """The raw output a perfect network would give for (B, K, 2) x,y input-pixel ``keypoints``.
+
+        The encode half of the head's encode/decode pair: ``decode(ideal_output(k))`` recovers ``k`` up to
+        the representation's own error (the round-trip tests and ``benchmarks/round_trip.py`` measure it).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define its ideal output")
+
     def heatmaps(self, raw: torch.Tensor) -> torch.Tensor | None:
         """(B, K, h, w) maps to visualise, for heads that have them; ``None`` otherwise."""
         return None

@@ -1,8 +1,9 @@
-"""Gaussian heatmap + arg-max (SimpleBaseline / HRNet).
+"""Gaussian heatmap + arg-max (SimpleBaseline, Xiao et al. 2018 / HRNet, Sun et al. 2019), with the DARK
+decoder (Zhang et al., "Distribution-Aware Coordinate Representation for Human Pose Estimation", 2020).
 
 Targets: an unnormalised Gaussian (peak 1) of ``sigma`` *heatmap cells* centred on the exact sub-cell
-position of each keypoint. Loss: visibility-weighted MSE. Decoding: arg-max cell, optionally refined
-(``quarter``: the classic ¼-cell shift towards the higher neighbour), converted to input pixels.
+position of each keypoint (DARK's unbiased encoding). Loss: visibility-weighted MSE. Decoding: arg-max
+cell, optionally refined, converted to input pixels.
 """
 
 from __future__ import annotations
@@ -10,24 +11,21 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch import nn
 
 from kpreg.coords import cells_to_pixels, pixels_to_cells
-from kpreg.heads.base import Head, HeadSpec
-from kpreg.heads.neck import NeckKind, build_neck, check_divisible
+from kpreg.heads.neck import NeckKind, SpatialHead
 from kpreg.losses import heatmap_mse
-from kpreg.ops import argmax_2d, quarter_offset, render_gaussian
+from kpreg.ops import argmax_2d, dark_refine, quarter_offset, render_gaussian
 
-Decoder = Literal["argmax", "quarter"]
+Decoder = Literal["argmax", "quarter", "dark"]
 
 
-class HeatmapHead(Head):
+class HeatmapHead(SpatialHead):
     """Args:
-    output_stride: input pixels per heatmap cell (4 = SimpleBaseline).
+    output_stride, neck, neck_channels: see ``SpatialHead``.
     sigma: Gaussian standard deviation in heatmap cells (2 at stride 4 = SimpleBaseline).
-    neck: ``deconv`` upsamples the backbone features to ``output_stride``; ``none`` uses them as is.
-    neck_channels: channels of each deconvolution (256 in SimpleBaseline).
-    decoder: ``argmax`` (integer cell) or ``quarter`` (¼-cell shift towards the higher neighbour).
+    decoder: ``argmax`` (integer cell), ``quarter`` (¼-cell shift towards the higher neighbour) or ``dark``
+        (Gaussian modulation with ``sigma`` then a Newton step on the log heatmap).
     """
 
     def __init__(
@@ -38,24 +36,11 @@ class HeatmapHead(Head):
         neck_channels: int = 256,
         decoder: Decoder = "quarter",
     ) -> None:
-        super().__init__()
-        if decoder not in ("argmax", "quarter"):
-            raise ValueError(f"unknown decoder '{decoder}' (choose argmax or quarter)")
-        self.output_stride = output_stride
+        super().__init__(output_stride, neck, neck_channels)
+        if decoder not in ("argmax", "quarter", "dark"):
+            raise ValueError(f"unknown decoder '{decoder}' (choose argmax, quarter or dark)")
         self.sigma = sigma
-        self.neck_kind = neck
-        self.neck_channels = neck_channels
         self.decoder = decoder
-
-    def _build(self, spec: HeadSpec) -> None:
-        self.grid_size = check_divisible(spec.input_size, self.output_stride)  # (h, w) cells
-        self.neck, channels = build_neck(
-            self.neck_kind, spec.in_channels, spec.in_stride, self.output_stride, self.neck_channels
-        )
-        self.final = nn.Conv2d(channels, spec.num_keypoints, kernel_size=1)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.final(self.neck(features))  # (B, K, h, w) heatmaps
 
     def targets(self, keypoints: torch.Tensor) -> torch.Tensor:
         """(B, K, 2) x,y input pixels → (B, K, h, w) Gaussian targets."""
@@ -64,7 +49,7 @@ class HeatmapHead(Head):
     def loss(
         self, raw: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        mse = heatmap_mse(raw, self.targets(keypoints), visibility)
+        mse = heatmap_mse(raw.float(), self.targets(keypoints), visibility)
         return {"loss": mse, "heatmap_mse": mse.detach()}
 
     def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,7 +57,12 @@ class HeatmapHead(Head):
         cells, maxvals = argmax_2d(heatmaps)  # (B, K, 2) integer cells, (B, K)
         if self.decoder == "quarter":
             cells = quarter_offset(heatmaps, cells)
+        elif self.decoder == "dark":
+            cells = dark_refine(heatmaps, cells, self.sigma)
         return cells_to_pixels(cells, self.output_stride), maxvals  # (B, K, 2) input pixels
+
+    def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
+        return self.targets(keypoints)  # (B, K, h, w): the network is trained to output its targets
 
     def heatmaps(self, raw: torch.Tensor) -> torch.Tensor:
         return raw.float()

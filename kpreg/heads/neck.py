@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import torch
 from torch import nn
+
+from kpreg.heads.base import Head, HeadSpec
 
 NeckKind = Literal["deconv", "none"]
 
@@ -54,3 +57,37 @@ def check_divisible(input_size: tuple[int, int], output_stride: int) -> tuple[in
     if h % output_stride or w % output_stride:
         raise ValueError(f"input size {h}x{w} is not divisible by output_stride {output_stride}")
     return h // output_stride, w // output_stride
+
+
+class SpatialHead(Head):
+    """Base of the heads that predict maps: neck to ``output_stride`` + one 1×1 convolution giving
+    ``maps_per_keypoint`` maps per keypoint. Subclasses only define targets, loss and decoding.
+
+    Args (shared by every spatial head, so ``--model.head.init_args.output_stride 32`` works for all):
+    output_stride: input pixels per output cell (4 = SimpleBaseline; 4, 8, 16, 32 supported).
+    neck: ``deconv`` (SimpleBaseline's deconvolutions, or average pooling above the backbone's stride) or
+        ``none`` (the backbone's features as they are; output_stride must then equal the backbone's).
+    neck_channels: channels of each deconvolution (256 in SimpleBaseline).
+    """
+
+    maps_per_keypoint: int = 1
+
+    def __init__(self, output_stride: int = 4, neck: NeckKind = "deconv", neck_channels: int = 256) -> None:
+        super().__init__()
+        self.output_stride = output_stride
+        self.neck_kind = neck
+        self.neck_channels = neck_channels
+
+    def _build(self, spec: HeadSpec) -> None:
+        self.grid_size = check_divisible(spec.input_size, self.output_stride)  # (h, w) cells
+        self.neck, channels = build_neck(
+            self.neck_kind, spec.in_channels, spec.in_stride, self.output_stride, self.neck_channels
+        )
+        self.final = nn.Conv2d(channels, spec.num_keypoints * self.maps_per_keypoint, kernel_size=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        maps = self.final(self.neck(features))  # (B, K * m, h, w)
+        if self.maps_per_keypoint == 1:
+            return maps  # (B, K, h, w)
+        b, _, h, w = maps.shape
+        return maps.view(b, self.spec.num_keypoints, self.maps_per_keypoint, h, w)  # (B, K, m, h, w)

@@ -1,0 +1,98 @@
+"""Heatmap + offset: classify the cell, regress the residual — the multi-bin idea in 2-D, as DeepLabCut's
+location refinement (Insafutdinov et al. 2016, Mathis et al. 2018) and UDP's combined classification /
+offset target (Huang et al., "The Devil is in the Details: Delving into Unbiased Data Processing for Human
+Pose Estimation", CVPR 2020).
+
+Per joint the head predicts three maps: a per-cell logit (is the joint within ``radius`` cells of this
+cell?) and the x, y offsets from the cell centre to the joint, in units of ``radius`` cells (so they lie
+in [-1, 1] where supervised). Offsets are supervised only inside the disk, where the arg-max can land.
+Decoding: arg-max cell + its predicted offset, converted to input pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+from kpreg.coords import cells_to_pixels, pixels_to_cells
+from kpreg.heads.neck import NeckKind, SpatialHead
+from kpreg.losses import bce_per_joint, focal_per_joint, masked_mean
+from kpreg.ops import argmax_2d, disk_and_offsets, gather_2d
+
+ClassLoss = Literal["bce", "focal"]
+
+
+class OffsetHead(SpatialHead):
+    """Args:
+    output_stride, neck, neck_channels: see ``SpatialHead``.
+    radius: disk radius in heatmap cells for both targets; at least √2 / 2, so that the cell containing
+        the joint is always positive and always has a supervised offset.
+    cls_loss: ``bce`` (DeepLabCut) or ``focal`` (sigmoid focal loss, γ = 2, α = 0.25).
+    offset_weight: weight of the offset L1 loss relative to the classification loss.
+    """
+
+    maps_per_keypoint = 3  # logit, offset x, offset y
+
+    def __init__(
+        self,
+        output_stride: int = 4,
+        neck: NeckKind = "deconv",
+        neck_channels: int = 256,
+        radius: float = 1.5,
+        cls_loss: ClassLoss = "bce",
+        offset_weight: float = 1.0,
+    ) -> None:
+        super().__init__(output_stride, neck, neck_channels)
+        if radius < math.sqrt(0.5):
+            raise ValueError(f"radius must be at least sqrt(2)/2 cells, got {radius}")
+        if cls_loss not in ("bce", "focal"):
+            raise ValueError(f"unknown cls_loss '{cls_loss}' (choose bce or focal)")
+        self.radius = radius
+        self.cls_loss = cls_loss
+        self.offset_weight = offset_weight
+
+    def targets(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, 2) x,y input pixels → disk (B, K, h, w) in {0, 1}, offsets (B, K, 2, h, w) in radius units."""
+        cells = pixels_to_cells(keypoints.float(), self.output_stride)  # (B, K, 2) x,y cells
+        disk, offsets = disk_and_offsets(cells, self.grid_size, self.radius)
+        return disk, offsets / self.radius
+
+    def loss(
+        self, raw: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        raw = raw.float()  # (B, K, 3, h, w)
+        disk, offsets = self.targets(keypoints)  # (B, K, h, w), (B, K, 2, h, w)
+        logits = raw[:, :, 0]  # (B, K, h, w)
+        if self.cls_loss == "bce":
+            cls = bce_per_joint(logits, disk)  # (B, K)
+        else:
+            cls = focal_per_joint(logits, disk)
+        # L1 on the offsets of the disk's cells, averaged over those cells (DeepLabCut masks the same way).
+        err = (raw[:, :, 1:] - offsets).abs().sum(dim=2)  # (B, K, h, w)
+        off = (err * disk).sum(dim=(-2, -1)) / disk.sum(dim=(-2, -1)).clamp(min=1.0)  # (B, K)
+        cls_loss, off_loss = masked_mean(cls, visibility), masked_mean(off, visibility)
+        total = cls_loss + self.offset_weight * off_loss
+        return {"loss": total, "classification": cls_loss.detach(), "offset": off_loss.detach()}
+
+    def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw = raw.float()  # (B, K, 3, h, w)
+        cells, max_logit = argmax_2d(raw[:, :, 0])  # (B, K, 2) integer cells, (B, K)
+        offset = gather_2d(raw[:, :, 1:], cells) * self.radius  # (B, K, 2) cells
+        return cells_to_pixels(cells + offset, self.output_stride), torch.sigmoid(max_logit)
+
+    def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
+        # A confident logit on the cell containing the joint, exact offsets on every cell.
+        cells = pixels_to_cells(keypoints.float(), self.output_stride)  # (B, K, 2) x,y cells
+        h, w = self.grid_size
+        nearest = cells.round().clamp(min=0)  # (B, K, 2)
+        nearest = torch.minimum(nearest, nearest.new_tensor([w - 1, h - 1]))
+        onehot = (torch.arange(w, device=cells.device) == nearest[..., 0:1].long()).float()[..., None, :] * (
+            torch.arange(h, device=cells.device) == nearest[..., 1:2].long()
+        ).float()[..., :, None]  # (B, K, h, w)
+        _, offsets = disk_and_offsets(cells, self.grid_size, self.radius)  # (B, K, 2, h, w) cells
+        return torch.cat((20.0 * onehot[:, :, None] - 10.0, offsets / self.radius), dim=2)  # (B, K, 3, h, w)
+
+    def heatmaps(self, raw: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(raw[:, :, 0].float())

@@ -1,0 +1,130 @@
+"""kpreg.losses against hand-computed values, gradients included."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kpreg.losses import (
+    bce_per_joint,
+    coord_loss_per_joint,
+    focal_per_joint,
+    heatmap_mse,
+    js_divergence,
+    js_regulariser,
+    masked_mean,
+    normalized_gaussian,
+    variance_regulariser,
+)
+from kpreg.ops import softmax_2d
+
+
+def test_masked_mean_ignores_invisible_and_is_zero_when_none_is_visible() -> None:
+    per_joint = torch.tensor([[1.0, 100.0], [3.0, 5.0]])
+    assert masked_mean(per_joint, torch.tensor([[1, 0], [1, 0]])).item() == 2.0
+    z = masked_mean(per_joint, torch.zeros(2, 2))
+    assert z.item() == 0.0 and torch.isfinite(z)
+
+
+def test_coordinate_losses_by_hand() -> None:
+    pred, target = torch.tensor([[[3.0, 0.5]]]), torch.tensor([[[0.0, 0.0]]])  # dx = 3, dy = 0.5
+    assert coord_loss_per_joint(pred, target, "l1").item() == pytest.approx(3.5)
+    assert coord_loss_per_joint(pred, target, "l2").item() == pytest.approx(9.25)
+    # smooth-L1 (β = 1): |d| - ½ above 1, ½ d² below: 2.5 + 0.125
+    assert coord_loss_per_joint(pred, target, "smooth_l1").item() == pytest.approx(2.625)
+    assert coord_loss_per_joint(pred, target, "euclidean").item() == pytest.approx(math.sqrt(9.25))
+    with pytest.raises(ValueError, match="unknown coordinate loss"):
+        coord_loss_per_joint(pred, target, "l3")  # type: ignore[arg-type]
+
+
+def test_euclidean_gradient_is_finite_at_zero() -> None:
+    pred = torch.zeros(1, 1, 2, requires_grad=True)
+    (g,) = torch.autograd.grad(coord_loss_per_joint(pred, torch.zeros(1, 1, 2), "euclidean").sum(), pred)
+    assert torch.isfinite(g).all()
+
+
+def test_heatmap_mse_by_hand() -> None:
+    pred, target = torch.ones(1, 2, 2, 2), torch.zeros(1, 2, 2, 2)
+    target[0, 1] = 1.0  # joint 1 is perfect, joint 0 is off by 1 everywhere
+    assert heatmap_mse(pred, target, torch.tensor([[1, 1]])).item() == pytest.approx(0.5)
+    assert heatmap_mse(pred, target, torch.tensor([[0, 1]])).item() == 0.0
+
+
+# ---- variance regulariser: the 3×3 map with p = 0.1 everywhere and 0.2 at (x=2, y=0) -----------------
+def _logits(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    z = torch.zeros(1, 1, 3, 3, dtype=dtype)
+    z[0, 0, 0, 2] = math.log(2.0)
+    return z
+
+
+def test_variance_regulariser_value_and_gradient_by_hand() -> None:
+    z = _logits().requires_grad_(True)
+    reg = variance_regulariser(softmax_2d(z), sigma=1.0)  # (1, 1)
+    # Var[x] = Var[y] = 0.69 cells² (see test_ops): (0.69 - 1)² · 2 = 0.1922
+    assert reg.item() == pytest.approx(0.1922, abs=1e-6)
+    # Hand gradient through the softmax: with g_i = dR/dp_i = 2(Vx - σ²)(x_i - μx)² + 2(Vy - σ²)(y_i - μy)²
+    # (on the simplex), dR/dz_i = p_i (g_i - Σ_j p_j g_j) and Σ_j p_j g_j = 2(Vx - σ²)Vx + 2(Vy - σ²)Vy.
+    (grad,) = torch.autograd.grad(reg.sum(), z)
+    v, mx, my = 0.69, 1.1, 0.9
+    mean_g = 2 * (v - 1) * v * 2
+
+    def hand(x: int, y: int, p: float) -> float:
+        g = 2 * (v - 1) * (x - mx) ** 2 + 2 * (v - 1) * (y - my) ** 2
+        return p * (g - mean_g)
+
+    assert grad[0, 0, 0, 2].item() == pytest.approx(hand(2, 0, 0.2), abs=1e-6)  # = -0.02976
+    assert grad[0, 0, 0, 2].item() == pytest.approx(-0.02976, abs=1e-6)
+    assert grad[0, 0, 1, 1].item() == pytest.approx(hand(1, 1, 0.1), abs=1e-6)
+
+
+def test_variance_regulariser_is_zero_for_the_target_width_and_gradchecks() -> None:
+    # Two cells with ½ each: Var[x] = ¼ → σ = ½ gives 0 on x; a single row gives Var[y] = 0 so σ² = ¼ misses.
+    p = torch.tensor([[[[0.5, 0.5]]]])  # (1, 1, 1, 2)
+    assert variance_regulariser(p, sigma=0.5).item() == pytest.approx((0 - 0.25) ** 2)
+    z = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: variance_regulariser(softmax_2d(t), 1.3), (z,))
+
+
+# ---- Jensen–Shannon ---------------------------------------------------------------------------------
+def test_js_divergence_by_hand() -> None:
+    p = torch.tensor([[[[0.5, 0.5]]]], requires_grad=True)
+    q = torch.tensor([[[[1.0, 0.0]]]])
+    js = js_divergence(p, q)
+    # m = (¾, ¼): KL(p‖m) = ½ ln(4/3) … JS = ½·½ ln(4/3) + ½ ln(4/3) = ¾ ln(4/3)
+    assert js.item() == pytest.approx(0.75 * math.log(4 / 3), abs=1e-6)
+    # dJS/dp_i = ½ ln(p_i / m_i): (½ ln(2/3), ½ ln 2)
+    (g,) = torch.autograd.grad(js.sum(), p)
+    torch.testing.assert_close(g[0, 0, 0], torch.tensor([0.5 * math.log(2 / 3), 0.5 * math.log(2.0)]))
+    assert js_divergence(q, 1 - q).item() == pytest.approx(math.log(2.0), abs=1e-6)  # disjoint: ln 2
+    assert js_divergence(q, q).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_normalized_gaussian_and_js_regulariser_by_hand() -> None:
+    target = normalized_gaussian(torch.tensor([[[1.0, 1.0]]]), (3, 3), sigma=1.0)  # (1, 1, 3, 3)
+    z = 1 + 4 * math.exp(-0.5) + 4 * math.exp(-1.0)
+    assert target[0, 0, 1, 1].item() == pytest.approx(1 / z)
+    assert target[0, 0, 0, 0].item() == pytest.approx(math.exp(-1.0) / z)
+    assert js_regulariser(target, torch.tensor([[[1.0, 1.0]]]), 1.0).item() == pytest.approx(0.0, abs=1e-6)
+    # A uniform map against it, by the definition with plain floats.
+    q = [math.exp(-((x - 1) ** 2 + (y - 1) ** 2) / 2) / z for y in range(3) for x in range(3)]
+    hand = sum(0.5 * (1 / 9) * math.log((1 / 9) / m) + 0.5 * qi * math.log(qi / m)
+               for qi in q for m in [0.5 * (1 / 9 + qi)])
+    uniform = torch.full((1, 1, 3, 3), 1 / 9)
+    assert js_regulariser(uniform, torch.tensor([[[1.0, 1.0]]]), 1.0).item() == pytest.approx(hand, abs=1e-6)
+
+
+def test_js_regulariser_gradcheck() -> None:
+    z = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    centres = torch.tensor([[[1.2, 0.7], [2.5, 1.9]]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, c: js_regulariser(softmax_2d(t), c, 0.8), (z, centres))
+
+
+# ---- per-cell classification ------------------------------------------------------------------------
+def test_bce_and_focal_by_hand() -> None:
+    logits = torch.zeros(1, 1, 1, 2)  # p = ½ everywhere
+    target = torch.tensor([[[[1.0, 0.0]]]])
+    assert bce_per_joint(logits, target).item() == pytest.approx(math.log(2.0))
+    # focal: α_t (1 - p_t)^γ · ln 2 per cell = (0.25 + 0.75) · ¼ · ln 2, over 1 positive
+    assert focal_per_joint(logits, target).item() == pytest.approx(0.25 * math.log(2.0))
