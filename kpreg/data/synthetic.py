@@ -3,9 +3,12 @@
 Nothing is read from disk: sample ``i`` of a split is a pure function of ``(seed, i)``. Each figure has
 random limb lengths, thickness and colours, random joint angles, scale, rotation and position, on a
 textured, noisy background with distractor shapes; an occluder may hide part of the figure (occluded
-joints keep their label and are flagged in ``occluded``). The person's right limbs are drawn in warm
-hues and the left limbs in cool hues, and the figure faces the camera or turns away at random, so left
-and right can be told apart only by colour, as on real images only by appearance.
+joints keep their label and are flagged in ``occluded``). The figure faces the camera (a light face)
+or turns away (dark hair) at random; as for a real person, that is what tells its left from its right:
+facing the camera, the person's right is on the image's left. The two sides' limbs get two different
+random colours, which helps to group a limb with its side but says nothing about which side it is.
+This keeps the data mirror-consistent: the mirror image of a figure is a valid figure whose left and
+right labels are swapped, exactly what flip augmentation and the flip test assume.
 
 Keypoints are exact to sub-pixel precision: OpenCV draws with 4 fractional bits (``shift=4``), so the
 drawn joint is within 1/32 px of the label, and labels are never rounded. A head box (as MPII's) gives the
@@ -54,7 +57,7 @@ def _direction(angle_deg: float) -> np.ndarray:
 
 
 def _pose(rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Joint positions in figure units (height ≈ 1, y down) and the head length."""
+    """Joint positions in figure units (height ≈ 1, y down) and facing (+1 towards the camera)."""
     j = np.zeros((NUM_JOINTS, 2))
     jitter = lambda: rng.uniform(0.85, 1.15)  # noqa: E731 - limb-length variation
     torso, neck, head = 0.30 * jitter(), 0.05 * jitter(), 0.15 * jitter()
@@ -75,12 +78,12 @@ def _pose(rng: np.random.Generator) -> tuple[np.ndarray, float]:
     for hip, knee, ankle, sign in ((L_HIP, L_KNE, L_ANK, 1.0), (R_HIP, R_KNE, R_ANK, -1.0)):
         thigh_angle = 90.0 + rng.uniform(-35, 35) + sign * facing * rng.uniform(0, 15)
         j[knee] = j[hip] + thigh * _direction(thigh_angle)
-        j[ankle] = j[knee] + shin * _direction(thigh_angle + rng.uniform(-70, 70))
+        j[ankle] = j[knee] + shin * _direction(thigh_angle + rng.uniform(-40, 40))
     for sho, elb, wri in ((L_SHO, L_ELB, L_WRI), (R_SHO, R_ELB, R_WRI)):
-        arm_angle = rng.uniform(0, 360)
+        arm_angle = 90.0 + rng.uniform(-120, 120)  # from hanging down to raised overhead
         j[elb] = j[sho] + upper_arm * _direction(arm_angle)
-        j[wri] = j[elb] + forearm * _direction(arm_angle + rng.uniform(-120, 120))
-    return j, head
+        j[wri] = j[elb] + forearm * _direction(arm_angle + rng.uniform(-100, 100))
+    return j, facing
 
 
 def _hue_colour(rng: np.random.Generator, hue_lo: float, hue_hi: float) -> tuple[int, int, int]:
@@ -111,7 +114,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _distractors(rng: np.random.Generator, img: np.ndarray, size: int) -> None:
     """Shapes that look like body parts but are not: blobs, boxes and limb-like bars."""
-    for _ in range(rng.integers(1, 5)):
+    for _ in range(rng.integers(0, 3)):
         colour = _random_colour(rng) if rng.random() < 0.6 else _hue_colour(rng, 0, 180)
         c = rng.uniform(0, size, 2)
         kind = rng.integers(3)
@@ -129,12 +132,12 @@ def _distractors(rng: np.random.Generator, img: np.ndarray, size: int) -> None:
 def render_figure(seed: int, index: int, size: int = 64) -> SyntheticFigure:
     """Draw sample ``index`` of the stream ``seed`` on a ``size × size`` image (deterministic)."""
     rng = np.random.default_rng([seed, index])
-    pose, head_len = _pose(rng)
+    pose, facing = _pose(rng)
 
     # Place the figure: scale to 55–85 % of the image height, rotate, and keep every joint inside
     # a small margin so all 16 labels are in the image.
     height = rng.uniform(0.55, 0.85) * size
-    rot = rng.uniform(-30, 30) if rng.random() < 0.8 else rng.uniform(-180, 180)
+    rot = rng.uniform(-30, 30)
     c, s = math.cos(math.radians(rot)), math.sin(math.radians(rot))
     pts = (pose - pose.mean(axis=0)) @ np.array([[c, s], [-s, c]]) * height
     margin = 0.06 * size
@@ -150,16 +153,19 @@ def render_figure(seed: int, index: int, size: int = 64) -> SyntheticFigure:
     img = _background(rng, size)
     _distractors(rng, img, size)
 
-    thick = max(1, int(round(rng.uniform(0.035, 0.07) * height)))
+    thick = max(2, int(round(rng.uniform(0.05, 0.09) * height)))
     torso_colour = _random_colour(rng)
-    right_colour = _hue_colour(rng, 0, 25)  # warm: red → orange
-    left_colour = _hue_colour(rng, 95, 125)  # cool: blue
+    hue = rng.uniform(0, 180)
+    right_colour = _hue_colour(rng, hue, hue + 1)  # two hues half the colour wheel apart, random per figure:
+    left_colour = _hue_colour(rng, (hue + 90) % 180, (hue + 90) % 180 + 1)  # they group, they don't label
     torso = np.array([keypoints[L_SHO], keypoints[R_SHO], keypoints[R_HIP], keypoints[L_HIP]])
     cv2.fillPoly(img, [np.round(torso * _ONE).astype(np.int32)], torso_colour, cv2.LINE_AA, _SHIFT)
     cv2.line(img, _fixed(keypoints[THORAX]), _fixed(keypoints[NECK]), torso_colour, thick, cv2.LINE_AA, _SHIFT)
     head_centre = (keypoints[NECK] + keypoints[HEAD]) / 2.0
     head_radius = float(np.linalg.norm(keypoints[HEAD] - keypoints[NECK])) / 2.0
-    cv2.circle(img, _fixed(head_centre), int(round(head_radius * _ONE)), torso_colour, -1, cv2.LINE_AA, _SHIFT)
+    # The facing cue: a light face towards the camera, dark hair away from it.
+    head_colour = tuple(int(c) for c in (rng.uniform(200, 255, 3) if facing > 0 else rng.uniform(15, 60, 3)))
+    cv2.circle(img, _fixed(head_centre), int(round(head_radius * _ONE)), head_colour, -1, cv2.LINE_AA, _SHIFT)
     # Draw the far side first so the near side overlaps it, like a person seen from the front or back.
     sides = [(LEFT_LIMBS, left_colour), (RIGHT_LIMBS, right_colour)]
     for limbs, colour in sides if rng.random() < 0.5 else sides[::-1]:
@@ -170,7 +176,7 @@ def render_figure(seed: int, index: int, size: int = 64) -> SyntheticFigure:
         cv2.circle(img, _fixed(keypoints[k]), joint_radius * _ONE // 2, (40, 40, 40), -1, cv2.LINE_AA, _SHIFT)
 
     occluded = np.zeros(NUM_JOINTS, dtype=bool)
-    if rng.random() < 0.4:
+    if rng.random() < 0.25:
         mask = np.zeros((size, size), dtype=np.uint8)
         centre = keypoints[rng.integers(NUM_JOINTS)] + rng.normal(0, 0.05 * size, 2)
         half = rng.uniform(0.06, 0.14, 2) * size
