@@ -28,6 +28,7 @@ from kpreg.module import (
     NonFiniteLossError,
     check_state_dict_compatible,
 )
+from kpreg.run_logging import RunLogging, plain
 
 # Errors that are the user's input, not a bug: printed as one line, exit code 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -76,6 +77,8 @@ class KpregCLI(LightningCLI):
         # written mid-epoch every N steps, after each validation, at the end and on SIGTERM.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        # Model profile files always; with a WandbLogger also flat config, PCK curve, example panels.
+        parser.add_lightning_class_args(RunLogging, "run_logging")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/score",
@@ -111,6 +114,9 @@ class KpregCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         install_plugins(self.trainer)
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, RunLogging):
+                callback.run_config = plain(self.config.as_dict())
 
 
 def _make_cli(args: Sequence[str], evaluate: bool) -> KpregCLI:
@@ -188,6 +194,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
         out_dir = Path(config.predictions_dir or (Path(config.json).parent if config.json else config.trainer.default_root_dir))
         out_dir.mkdir(parents=True, exist_ok=True)
         written = datamodule.write_predictions(out_dir, *cli.model.test_predictions())
+        curve = cli.model.metric_curves.get("test")
+        if curve is not None:  # a separate file: the metrics JSON stays a flat dict of numbers
+            (out_dir / "pck_curve.json").write_text(json.dumps(curve))
+            written.append(out_dir / "pck_curve.json")
         if config.json:
             Path(config.json).parent.mkdir(parents=True, exist_ok=True)
             Path(config.json).write_text(json.dumps(metrics, indent=2))

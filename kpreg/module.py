@@ -89,6 +89,7 @@ class KeypointModule(pl.LightningModule):
         self.val_metric: Any = None
         self.test_metric: Any = None
         self.primary_metric = "Mean"
+        self.metric_curves: dict[str, dict[str, list[float]]] = {}  # "val"/"test" → the metric's curve()
         self._test_predictions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.nonfinite_loss = nonfinite_loss
         self.channels_last = channels_last
@@ -225,6 +226,10 @@ class KeypointModule(pl.LightningModule):
     def _log_metric(self, metric: Any, prefix: str) -> dict[str, float]:
         # torchmetrics reduces the states over all processes in compute(): every rank gets the global value.
         values = {k: float(v) for k, v in metric.compute().items()}
+        # Metrics with a threshold curve (PCKh) keep it for the run logging callback and evaluate.py's
+        # pck_curve.json; it is read before reset() because the curve needs the accumulated counts.
+        if hasattr(metric, "curve"):
+            self.metric_curves[prefix] = metric.curve()
         metric.reset()
         self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, sync_dist=False)
         self.log(f"{prefix}/score", values[self.primary_metric], prog_bar=True)

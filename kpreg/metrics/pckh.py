@@ -321,6 +321,23 @@ class PCKh(Metric):
         self.err_sum += err[ok].sum()
         self.err_count += ok.sum()
 
+    def curve(self) -> dict[str, list[float]]:
+        """The pooled ``Mean`` PCKh (percent) at every threshold of the AUC grid: the PCK-vs-threshold curve
+        behind ``AUC``, as ``{"thresholds": [...], "pck": [...]}`` (plain lists, for JSON and plots).
+
+        Collective under DDP like ``compute()``: the integer states are summed over all processes first.
+        """
+        with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):
+            correct = self.correct.cpu().numpy()  # (T, K)
+            total = self.total.cpu().numpy()  # (K,)
+        is_mpii = self.joint_names == MPII_JOINT_NAMES
+        mean_idx = list(MPII_MEAN_JOINTS) if is_mpii else list(range(len(self.joint_names)))
+        denom = total[mean_idx].sum()
+        grid = auc_grid(self.auc_max, self.auc_step)  # (A,)
+        rows = np.searchsorted(self._grid_np, grid)  # the AUC grid is a subset of the sorted metric grid
+        pck = 100.0 * correct[rows][:, mean_idx].sum(axis=1) / denom if denom else np.full(len(grid), np.nan)
+        return {"thresholds": grid.tolist(), "pck": [float(v) for v in pck]}
+
     def compute(self) -> dict[str, float]:
         return summarize_pckh(
             self.correct.cpu().numpy(),
