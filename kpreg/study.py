@@ -65,11 +65,19 @@ def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def head_has_stride(head: dict[str, Any]) -> bool:
-    """Whether the head class takes an ``output_stride`` (from its signature, not from its name)."""
+HEAD_ARGS = "model.head.init_args."
+
+
+def head_accepts(head: dict[str, Any], arg: str) -> bool:
+    """Whether the head class takes ``arg`` (from its signature, not from its name): a head argument in the
+    grid or in ``--set`` (``output_stride``, ``neck_channels`` …) applies only to the heads that have it."""
     module_name, _, class_name = head["class_path"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return "output_stride" in inspect.signature(cls.__init__).parameters
+    return arg in inspect.signature(cls.__init__).parameters
+
+
+def applies_to(key: str, head: dict[str, Any]) -> bool:
+    return not key.startswith(HEAD_ARGS) or head_accepts(head, key[len(HEAD_ARGS):].split(".")[0])
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -131,13 +139,15 @@ class Study:
     def runs(self) -> list[tuple[RunSpec, dict[str, Any]]]:
         """Every run of the grid with its complete config, in a stable order (head, stride, extra, seed)."""
         out = []
-        grid_keys = [k for k, _ in self.grid]
         for head in self.head_configs:
             base = self.head_config(head)
             head_section = base["model"]["head"]
-            has_stride = head_has_stride(head_section)
+            has_stride = head_accepts(head_section, "output_stride")
             strides: list[int | None] = list(self.strides) if (has_stride and self.strides) else [None]
-            for stride, values, seed in itertools.product(strides, itertools.product(*(v for _, v in self.grid)),
+            grid = [(k, vs) for k, vs in self.grid if applies_to(k, head_section)]
+            sets = [(k, v) for k, v in self.sets if applies_to(k, head_section)]
+            grid_keys = [k for k, _ in grid]
+            for stride, values, seed in itertools.product(strides, itertools.product(*(v for _, v in grid)),
                                                            self.seeds):
                 config = copy.deepcopy(base)
                 if stride is not None:
@@ -147,7 +157,7 @@ class Study:
                 extra = dict(zip(grid_keys, values))
                 for key, value in extra.items():
                     set_key(config, key, value)
-                for key, value in self.sets:
+                for key, value in sets:
                     set_key(config, key, parse_value(value))
                 eff_stride = (config["model"]["head"].get("init_args") or {}).get("output_stride") if has_stride else None
                 eff_seed = int(config.get("seed_everything") or 0)
