@@ -374,8 +374,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         study = Study(args)
         if args.dry_run:
-            for spec, _ in study.runs():
+            runs = study.runs()
+            for spec, _ in runs:
                 print(spec.name)
+            if args.sweep_yaml:
+                study.out.mkdir(parents=True, exist_ok=True)
+                print(f"wrote {write_sweep(study, runs, Path(args.sweep_yaml))}")
             return 0
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
