@@ -26,8 +26,8 @@ Reference setting (ResNet-50, 256 × 256; on a GPU use the default batch of 8):
 
     python benchmarks/heads.py --backbone resnet50 --input 256 --batch 8
 
-The CPU default batch is 2 so that the whole table takes ~3 minutes on one core (the shares hardly depend on
-the batch: every part scales with it). Smoke run (seconds, used by tests/test_benchmarks.py):
+On the CPU the defaults are batch 2 and strides 4 and 32 so that the table takes ~3 minutes on one core (the
+shares hardly depend on the batch: every part scales with it); ``--strides 4 8 16 32`` gives the full table. Smoke run (seconds, used by tests/test_benchmarks.py):
 
     python benchmarks/heads.py --quick
 """
@@ -181,11 +181,14 @@ def measure(args: argparse.Namespace, label: str, class_name: str, init_args: di
     loss_only()
     decode_only()
     sync(device)
-    peak = peak_memory_mb(train_step, device)
 
     times: dict[str, list[float]] = {"train": [], "infer": [], "loss": [], "decode": []}
-    for _ in range(args.repeats):
-        times["train"].append(timed(train_step, device))
+    peak: float | None = None
+    for i in range(args.repeats):
+        if i == 0:  # the first round's step also gives the peak memory (reset/read happen outside the timer)
+            peak = peak_memory_mb(lambda: times["train"].append(timed(train_step, device)), device)
+        else:
+            times["train"].append(timed(train_step, device))
         times["infer"].append(timed(infer, device))
         times["loss"].append(timed(loss_only, device) / args.inner)
         times["decode"].append(timed(decode_only, device) / args.inner)
@@ -235,7 +238,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--input", type=int, default=256, help="square input size, pixels")
     parser.add_argument("--batch", type=int, default=None, help="default: 8 on CUDA, 2 on the CPU")
     parser.add_argument("--keypoints", type=int, default=16)
-    parser.add_argument("--strides", type=int, nargs="+", default=list(STRIDES))
+    parser.add_argument("--strides", type=int, nargs="+", default=None,
+                        help="default: 4 8 16 32 on CUDA; 4 32 on the CPU (keeps the run to ~3 minutes)")
     parser.add_argument("--heads", nargs="+", default=None,
                         help=f"labels to run (default all): {[v[0] for v in VARIANTS]}")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 20 CUDA, 3 CPU)")
@@ -251,6 +255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.backbone, args.input, args.strides = "test_resnet", 64, [4, 32]
         args.batch = args.batch or 2
         args.repeats, args.inner = args.repeats or 1, args.inner or 1
+    args.strides = args.strides or (list(STRIDES) if cuda else [4, 32])
     args.batch = args.batch or (8 if cuda else 2)
     args.repeats = args.repeats or (20 if cuda else 3)
     args.inner = args.inner or (10 if cuda else 5)
