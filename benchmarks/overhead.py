@@ -102,8 +102,16 @@ def build_model(args: argparse.Namespace) -> KeypointModule:
     )
 
 
+class NoStepLogModule(KeypointModule):
+    """Ablation only (``--ablations``): kpreg's training step without its ``self.log_dict`` (and without the
+    non-finite check), to measure what per-step logging costs."""
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self.head.loss(self(batch["image"]), batch["keypoints"], batch["visibility"])["loss"]
+
+
 def lightning_round(model: KeypointModule, batches: list[Batch], args: argparse.Namespace, device: torch.device,
-                    root: Path) -> dict[str, list[float]]:
+                    root: Path, progress_bar: bool = True) -> dict[str, list[float]]:
     from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
     clock = StepClock(device)
@@ -125,7 +133,7 @@ def lightning_round(model: KeypointModule, batches: list[Batch], args: argparse.
     trainer = pl.Trainer(
         accelerator=device.type, devices=1, precision="32-true", max_steps=len(batches), max_epochs=1,
         log_every_n_steps=25, logger=logger, callbacks=callbacks, enable_checkpointing=args.checkpointing,
-        enable_progress_bar=not args.no_progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
+        enable_progress_bar=progress_bar and not args.no_progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
         limit_val_batches=0, default_root_dir=str(root),
     )
     # batch_size=None: the loader hands out the preloaded batch dicts as they are (no collation, no copies).
@@ -180,14 +188,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--logger", choices=["csv", "wandb", "none"], default="csv")
     parser.add_argument("--checkpointing", action="store_true")
     parser.add_argument("--no-progress-bar", action="store_true")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also time kpreg without its per-step self.log_dict, and without the progress bar")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--json", default="runs/benchmarks/overhead.json", help="where the JSON goes ('' = not written)")
     parser.add_argument("--quick", action="store_true", help="smoke run: test_resnet, 32 px, batch 4, 8 steps, 1 round")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.backbone, args.feature_index, args.input, args.batch = "test_resnet", -1, 32, 4
-        args.steps, args.rounds, args.neck_channels = 8, 1, 16
+    if args.quick:  # smoke-run values for whatever was left at its default
+        quick = {"backbone": "test_resnet", "feature_index": -1, "input": 32, "batch": 4, "steps": 8, "rounds": 1,
+                 "neck_channels": 16}
+        for key, value in quick.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
     return args
 
 
@@ -203,22 +216,29 @@ def main(argv: list[str] | None = None) -> None:
     batches = make_batches(args, device)
     kpreg_model = build_model(args).to(device)
     raw_model = copy.deepcopy(kpreg_model)
+    contenders: dict[str, Any] = {
+        "kpreg": lambda r: lightning_round(kpreg_model, batches, args, device, Path(tmp) / f"kpreg{r}"),
+        "raw": lambda r: raw_round(raw_model, batches, args, device),
+    }
+    if args.ablations:
+        nolog_model, nobar_model = copy.deepcopy(kpreg_model), copy.deepcopy(kpreg_model)
+        nolog_model.__class__ = NoStepLogModule  # same weights and settings, another training_step
+        contenders["kpreg, no per-step log"] = lambda r: lightning_round(nolog_model, batches, args, device,
+                                                                         Path(tmp) / f"nolog{r}")
+        contenders["kpreg, no progress bar"] = lambda r: lightning_round(nobar_model, batches, args, device,
+                                                                         Path(tmp) / f"nobar{r}", progress_bar=False)
+    names = list(contenders)
     # times[clock][loop]: per-step seconds over all timed rounds; clock "wall" (what the issue asks for) or "cpu"
     # (the process's CPU time, all threads: what the loop costs, much less disturbed by other processes on a
     # shared machine, where a process may get only part of a core).
-    times: dict[str, dict[str, list[float]]] = {c: {"kpreg": [], "raw": []} for c in ("wall", "cpu")}
+    times: dict[str, dict[str, list[float]]] = {c: {n: [] for n in names} for c in ("wall", "cpu")}
     per_round: dict[str, list[float]] = {"wall": [], "cpu": []}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kpreg-overhead-") as tmp:
-        for r in range(args.rounds + 1):  # round 0 warms both up and is discarded
-            # Alternate which loop goes first, so neither always follows the other.
-            order = ("kpreg", "raw") if r % 2 else ("raw", "kpreg")
-            got: dict[str, dict[str, list[float]]] = {}
-            for name in order:
-                if name == "kpreg":
-                    got[name] = lightning_round(kpreg_model, batches, args, device, Path(tmp) / f"r{r}")
-                else:
-                    got[name] = raw_round(raw_model, batches, args, device)
+        for r in range(args.rounds + 1):  # round 0 warms every loop up and is discarded
+            # Rotate the order, so that no loop always follows the same one.
+            order = names[r % len(names):] + names[:r % len(names)]
+            got = {name: contenders[name](r) for name in order}
             if r == 0:
                 continue
             for clock in ("wall", "cpu"):
@@ -235,9 +255,10 @@ def main(argv: list[str] | None = None) -> None:
           f"progress bar {'off' if args.no_progress_bar else 'on'}, checkpointing {ckpt}\n")
     print("| loop | median step ms (wall) | ratio (wall) | median step ms (CPU) | ratio (CPU) |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| raw PyTorch | {ms['wall']['raw']:.2f} | 1.000 | {ms['cpu']['raw']:.2f} | 1.000 |")
-    print(f"| kpreg (Lightning) | {ms['wall']['kpreg']:.2f} | {ratio['wall']:.3f} | {ms['cpu']['kpreg']:.2f} | "
-          f"{ratio['cpu']:.3f} |")
+    for name in ["raw", *[n for n in names if n != "raw"]]:
+        label = {"raw": "raw PyTorch", "kpreg": "kpreg (Lightning)"}.get(name, name)
+        print(f"| {label} | {ms['wall'][name]:.2f} | {ms['wall'][name] / ms['wall']['raw']:.3f} | "
+              f"{ms['cpu'][name]:.2f} | {ms['cpu'][name] / ms['cpu']['raw']:.3f} |")
     print(f"\noverhead {ms['wall']['kpreg'] - ms['wall']['raw']:+.2f} ms/step wall, "
           f"{ms['cpu']['kpreg'] - ms['cpu']['raw']:+.2f} ms/step CPU; per-round ratios wall "
           + ", ".join(f"{x:.3f}" for x in per_round["wall"]) + "; CPU " + ", ".join(f"{x:.3f}" for x in per_round["cpu"]))
