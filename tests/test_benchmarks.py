@@ -1,0 +1,45 @@
+"""Smoke tests of the performance benchmarks: they run and print their table and JSON. Timings are never
+asserted (the figures depend on the machine and its load; docs/performance.md has the measured ones)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_benchmark(script: str, tmp_path: Path, *extra: str) -> tuple[str, dict]:
+    out = tmp_path / f"{Path(script).stem}.json"
+    # One thread: the smoke runs share the machine with other tests (and two threads on a busy machine can be
+    # far slower than one).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out), *extra],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("script", ["heads.py", "overhead.py"])
+def test_benchmark_quick_prints_table_and_json(script: str, tmp_path: Path) -> None:
+    stdout, result = run_benchmark(script, tmp_path)
+    assert "|---" in stdout  # a markdown table
+    if script == "heads.py":
+        rows = result["rows"]
+        heads = {r["class"] for r in rows}
+        assert heads == {"FCHead", "HeatmapHead", "SoftArgmaxHead", "DSNTHead", "OffsetHead"}
+        assert {r["stride"] for r in rows} == {None, 4, 32}
+        for r in rows:
+            assert r["train_ms"] > 0 and r["params"] > 0 and r["train_gflops"] > 0
+            assert 0 <= r["loss_share"] and 0 <= r["decode_share"]
+    else:
+        for clock in ("wall", "cpu"):
+            assert result["median_ms"][clock]["kpreg"] > 0 and result["median_ms"][clock]["raw"] > 0
+            assert result["ratio"][clock] > 0
