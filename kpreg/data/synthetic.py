@@ -76,11 +76,15 @@ def _pose(rng: np.random.Generator) -> tuple[np.ndarray, float]:
     j[L_HIP], j[R_HIP] = j[PELVIS] + hip_w * side, j[PELVIS] - hip_w * side
     j[L_SHO], j[R_SHO] = j[THORAX] + shoulder_w * side, j[THORAX] - shoulder_w * side
     for hip, knee, ankle, sign in ((L_HIP, L_KNE, L_ANK, 1.0), (R_HIP, R_KNE, R_ANK, -1.0)):
-        thigh_angle = 90.0 + rng.uniform(-35, 35) + sign * facing * rng.uniform(0, 15)
+        # 90° is straight down; each leg spreads towards its own side (the person's left is on the
+        # screen's right when facing us), with some freedom to cross.
+        thigh_angle = 90.0 - sign * facing * rng.uniform(0, 30) + rng.uniform(-15, 15)
         j[knee] = j[hip] + thigh * _direction(thigh_angle)
         j[ankle] = j[knee] + shin * _direction(thigh_angle + rng.uniform(-40, 40))
-    for sho, elb, wri in ((L_SHO, L_ELB, L_WRI), (R_SHO, R_ELB, R_WRI)):
-        arm_angle = 90.0 + rng.uniform(-120, 120)  # from hanging down to raised overhead
+    for sho, elb, wri, sign in ((L_SHO, L_ELB, L_WRI, 1.0), (R_SHO, R_ELB, R_WRI, -1.0)):
+        # From hanging down (90°) through sideways to raised 60° above the shoulder, on the arm's own
+        # side, or reaching 30° across the body.
+        arm_angle = 90.0 - sign * facing * rng.uniform(-30, 150)
         j[elb] = j[sho] + upper_arm * _direction(arm_angle)
         j[wri] = j[elb] + forearm * _direction(arm_angle + rng.uniform(-100, 100))
     return j, facing
