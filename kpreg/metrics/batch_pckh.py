@@ -22,10 +22,12 @@ class BatchPCKh(PCKh):
 
 
 def pckh_table(metrics: dict[str, float], title: str = "PCKh") -> Table:
-    """The MPII-style table of whichever columns ``metrics`` has, two decimals."""
-    columns = [c for c in TABLE_COLUMNS if c in metrics]
-    table = Table(title=title)
+    """The MPII-style table of whichever columns ``metrics`` has, two decimals; the mean pixel error is
+    the caption. Compact, no-wrap columns, so nothing is truncated in an 80-column terminal."""
+    columns = [c for c in TABLE_COLUMNS if c in metrics and c != "MeanError"]
+    caption = f"mean error {metrics['MeanError']:.2f} px (original image)" if "MeanError" in metrics else None
+    table = Table(title=title, caption=caption, box=None, header_style="bold underline")
     for c in columns:
-        table.add_column(c if c != "MeanError" else "Mean error (px)", justify="right")
+        table.add_column(c, justify="right", no_wrap=True, min_width=max(len(c), 5))
     table.add_row(*(f"{metrics[c]:.2f}" for c in columns))
     return table

@@ -75,10 +75,10 @@ def prepare_gt(data: dict[str, Any]) -> dict[str, Any]:
 
 def coco_table(summary: Mapping[str, float], title: str | None = "COCO keypoints (OKS)") -> Table:
     """A rich table of the 10 stats, three decimals (``-1`` shown as '-', as 'no GT in this range')."""
-    table = Table(title=title)
+    table = Table(title=title, box=None, header_style="bold underline")  # compact: fits 80 columns
     names = [k for k in STAT_NAMES if k in summary] + [k for k in summary if k not in STAT_NAMES]
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True, min_width=5)
     cells = []
     for name in names:
         v = float(summary[name])
