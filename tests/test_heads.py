@@ -13,7 +13,7 @@ import kpreg.heads
 from kpreg.backbone import Backbone
 from kpreg.coords import flip_points
 from kpreg.heads import Head, HeadSpec
-from kpreg.heads.neck import SpatialHead
+from kpreg.heads.neck import FlattenHead, SpatialHead
 
 HEADS = list(kpreg.heads.__all__)
 SIZE = 64  # input H = W
@@ -122,6 +122,11 @@ def test_round_trip_on_exact_targets(name: str, stride: int) -> None:
     if name == "HeatmapHead":
         err = _round_trip(cls(output_stride=stride, decoder="argmax"))
         assert err.max() <= stride / 2 + 1e-4  # an integer cell is at most half a cell off per axis
+    elif name == "SimCCHead":
+        # argmax (the default) is at most half a bin off per axis, 0.5 / split_ratio input pixels; the
+        # expectation of the ideal (hat) output is exact.
+        assert err.max() <= 0.5 / head.split_ratio + 1e-4
+        assert _round_trip(cls(output_stride=stride, decoder="expectation")).max() <= EXACT_TOL
     else:
         assert err.max() <= EXACT_TOL
 
@@ -146,12 +151,15 @@ def test_heatmap_dark_beats_quarter_beats_argmax() -> None:
 def test_output_stride_sets_the_grid(name: str, stride: int, backbone: Backbone) -> None:
     head = make_head(name, backbone, output_stride=stride)
     raw = head(backbone(torch.randn(1, 3, SIZE, SIZE)))
-    assert raw.shape[-2:] == (SIZE // stride, SIZE // stride)
+    if isinstance(head, FlattenHead):  # the maps are flattened inside the head: check the grid it read
+        assert head.grid_size == (SIZE // stride, SIZE // stride) and raw.shape[:2] == (1, K)
+    else:
+        assert raw.shape[-2:] == (SIZE // stride, SIZE // stride)
 
 
 # ---- configs -----------------------------------------------------------------------------------------
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
-CONFIG_NAMES = ["heatmap", "fc", "softargmax", "dsnt", "offset"]
+CONFIG_NAMES = ["heatmap", "fc", "softargmax", "dsnt", "offset", "simcc", "multibin"]
 PER_RUN_KEYS = {  # the keys that may differ between the synthetic configs
     ("model", "head"),
     ("trainer", "default_root_dir"),
