@@ -78,11 +78,8 @@ class UncertaintyMetric(Metric):
             self.spread.append(spread.to(torch.float64)[keep])
 
     def compute(self) -> dict[str, float]:
-        if not self.errors or (isinstance(self.errors, list) and not len(self.errors)):
-            return {}
-        err = dim_zero_cat(self.errors)  # (N,)
-        conf = dim_zero_cat(self.confidence)  # (N,)
-        if len(err) == 0:
+        err, conf, spread = _cat(self.errors), _cat(self.confidence), _cat(self.spread)  # (N,) each
+        if err is None or conf is None or len(err) == 0:
             return {}
         top = torch.argsort(-conf, stable=True)[: max(1, math.ceil(self.fraction * len(conf)))]
         out = {
@@ -90,8 +87,13 @@ class UncertaintyMetric(Metric):
             "pckh_top50": 100.0 * float((err[top] <= self.threshold).double().mean()),
             "pckh_all": 100.0 * float((err <= self.threshold).double().mean()),
         }
-        if isinstance(self.spread, torch.Tensor) or len(self.spread):
-            spread = dim_zero_cat(self.spread)
-            if len(spread) == len(err):
-                out["spread_error_spearman"] = spearman(spread, err)
+        if spread is not None and len(spread) == len(err):
+            out["spread_error_spearman"] = spearman(spread, err)
         return out
+
+
+def _cat(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor | None:
+    """A list state as one tensor: a list on one process, already a tensor after a DDP sync; None if empty."""
+    if isinstance(state, torch.Tensor):
+        return state
+    return dim_zero_cat(state) if len(state) else None
