@@ -17,7 +17,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing kpreg
-from kpreg.heads import DSNTHead, FCHead, HeatmapHead, OffsetHead, SoftArgmaxHead  # noqa: E402
+from kpreg.heads import (  # noqa: E402
+    DSNTHead,
+    FCHead,
+    HeatmapHead,
+    MultiBinHead,
+    OffsetHead,
+    SimCCHead,
+    SoftArgmaxHead,
+)
 from kpreg.heads.base import Head, HeadSpec  # noqa: E402
 
 INPUT = (256, 256)
@@ -52,6 +60,11 @@ def cases(stride: int) -> dict[str, Head]:
         "soft-argmax": SoftArgmaxHead(output_stride=stride),
         "DSNT": DSNTHead(output_stride=stride),
         "heatmap + offset": OffsetHead(output_stride=stride),
+        "SimCC, argmax (r = 2)": SimCCHead(output_stride=stride, decoder="argmax"),
+        "SimCC, expectation (r = 2)": SimCCHead(output_stride=stride, decoder="expectation"),
+        "multi-bin, argmax": MultiBinHead(output_stride=stride, decoder="argmax"),
+        "multi-bin, expectation": MultiBinHead(output_stride=stride, decoder="expectation"),
+        "multi-bin, hierarchical (4 sub-bins)": MultiBinHead(output_stride=stride, sub_bins=4),
     }
 
 

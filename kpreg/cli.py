@@ -191,6 +191,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
         metrics = cli.model.test_results
         datamodule: KeypointDataModule = cli.datamodule
         Console().print(datamodule.metric_table(metrics))
+        uncertainty = getattr(cli.model, "test_uncertainty_results", {})
+        if uncertainty:  # how well confidence / spread rank the errors (kpreg.metrics.uncertainty)
+            Console().print("uncertainty: " + ", ".join(f"{k} {v:.4f}" for k, v in uncertainty.items()))
         out_dir = Path(config.predictions_dir or (Path(config.json).parent if config.json else config.trainer.default_root_dir))
         out_dir.mkdir(parents=True, exist_ok=True)
         written = datamodule.write_predictions(out_dir, *cli.model.test_predictions())
@@ -202,6 +205,10 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
             Path(config.json).parent.mkdir(parents=True, exist_ok=True)
             Path(config.json).write_text(json.dumps(metrics, indent=2))
             written.append(Path(config.json))
+            if uncertainty:  # beside, not inside: the --json file holds exactly the dataset metric's keys
+                side = Path(config.json).with_name(Path(config.json).stem + "_uncertainty.json")
+                side.write_text(json.dumps(uncertainty, indent=2))
+                written.append(side)
         for path in written:
             Console().print(f"wrote {path}")
     except USER_ERRORS as err:

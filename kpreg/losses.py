@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from kpreg.ops import at_least_float32 as f32
-from kpreg.ops import render_gaussian, variance_2d
+from kpreg.ops import hat_1d, render_gaussian, variance_2d
 
 
 def masked_mean(per_joint: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -115,3 +115,47 @@ def focal_per_joint(
     alpha_t = alpha * target + (1.0 - alpha) * (1.0 - target)
     focal = alpha_t * (1.0 - p_t).pow(gamma) * bce
     return focal.sum(dim=(-2, -1)) / target.sum(dim=(-2, -1)).clamp(min=1.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1-D classification over bins (SimCC, multi-bin): (..., n) logits → (...) per axis and joint
+# ----------------------------------------------------------------------------------------------------
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """−Σ_j t_j log softmax(logits)_j over the last dim: cross-entropy to a soft (..., n) ``target``."""
+    return -(f32(target) * torch.log_softmax(f32(logits), dim=-1)).sum(-1)
+
+
+def kl_to_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """KL(target ‖ softmax(logits)) = Σ_j t_j (log t_j − log p_j) over the last dim (SimCC's loss).
+
+    The same gradient as ``soft_cross_entropy`` (they differ by the target's entropy), but 0 at the optimum,
+    so it reads as a distance. ``xlogy`` makes 0 · log 0 = 0 where the target underflows.
+    """
+    t = f32(target)
+    return (torch.xlogy(t, t) - t * torch.log_softmax(f32(logits), dim=-1)).sum(-1)
+
+
+def label_smoothed_cross_entropy(logits: torch.Tensor, index: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Cross-entropy to the one-hot of ``index`` (...) smoothed as in Szegedy et al. 2016 (and
+    ``F.cross_entropy(label_smoothing=ε)``): target ``(1 − ε) · onehot + ε / n``."""
+    n = logits.shape[-1]
+    onehot = F.one_hot(index.long(), n).to(f32(logits).dtype)  # (..., n)
+    return soft_cross_entropy(logits, (1.0 - smoothing) * onehot + smoothing / n)
+
+
+def distribution_focal_loss(logits: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """GFL's distribution focal loss (Li et al. 2020) for a continuous ``position`` (...) in bins:
+    with ``i = ⌊y⌋``, ``−((i + 1 − y) log S_i + (y − i) log S_{i+1})`` — the cross-entropy to the hat
+    distribution on the two nearest bins. ``position`` is clamped to ``[0, n − 1]``."""
+    n = logits.shape[-1]
+    target = hat_1d(f32(position).clamp(0.0, n - 1.0), n)  # (..., n)
+    return soft_cross_entropy(logits, target)
+
+
+def softmax_focal_loss(logits: torch.Tensor, index: torch.Tensor, gamma: float = 2.0, alpha: float = 1.0) -> torch.Tensor:
+    """Softmax focal loss (Lin et al. 2017, the multi-class form): ``−α (1 − p_t)^γ log p_t`` for the
+    target class ``index`` (...). γ = 0, α = 1 is the cross-entropy; a scalar α only rescales it (the
+    per-class α of the binary form has no natural meaning for equivalent bins)."""
+    logp = torch.log_softmax(f32(logits), dim=-1)  # (..., n)
+    logp_t = logp.gather(-1, index.long()[..., None]).squeeze(-1)  # (...)
+    return -alpha * (1.0 - logp_t.exp()).pow(gamma) * logp_t

@@ -20,6 +20,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from kpreg.backbone import Backbone
 from kpreg.coords import apply_affine
 from kpreg.heads.base import Head, HeadSpec
+from kpreg.metrics.uncertainty import UncertaintyMetric
 from kpreg.schedules import WarmupCosine
 
 
@@ -90,6 +91,9 @@ class KeypointModule(pl.LightningModule):
         self.test_metric: Any = None
         self.primary_metric = "Mean"
         self.metric_curves: dict[str, dict[str, list[float]]] = {}  # "val"/"test" → the metric's curve()
+        # Head-agnostic like the datamodule's metric, but owned here: it needs the head's confidence and spread.
+        self.val_uncertainty = UncertaintyMetric()
+        self.test_uncertainty = UncertaintyMetric()
         self._test_predictions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.nonfinite_loss = nonfinite_loss
         self.channels_last = channels_last
@@ -212,6 +216,9 @@ class KeypointModule(pl.LightningModule):
         self.log(f"{prefix}/loss", losses["loss"], on_epoch=True, batch_size=len(raw), sync_dist=True)
         coords_orig = apply_affine(coords.double(), meta["affine_inv"])  # (B, K, 2) original px
         metric.update(coords_orig, scores.double(), meta)
+        # The spread is the unflipped prediction's (flip_merge averages coordinates, not distributions).
+        uncertainty = self.val_uncertainty if prefix == "val" else self.test_uncertainty
+        uncertainty.update(coords_orig, scores, meta, self.head.spread(raw))
         return coords_orig, scores, meta
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -235,14 +242,23 @@ class KeypointModule(pl.LightningModule):
         self.log(f"{prefix}/score", values[self.primary_metric], prog_bar=True)
         return values
 
+    def _log_uncertainty(self, metric: UncertaintyMetric, prefix: str) -> dict[str, float]:
+        values = metric.compute() if metric.update_count else {}
+        metric.reset()
+        self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, sync_dist=False)
+        return values
+
     def on_validation_epoch_end(self) -> None:
         self._log_metric(self.val_metric, "val")
+        self._log_uncertainty(self.val_uncertainty, "val")
 
     def on_test_epoch_start(self) -> None:
         self._test_predictions = []
 
     def on_test_epoch_end(self) -> None:
         self.test_results = self._log_metric(self.test_metric, "test")
+        # Kept apart from test_results, whose keys are the dataset metric's (the --json file's contract).
+        self.test_uncertainty_results = self._log_uncertainty(self.test_uncertainty, "test")
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             # Every rank holds the predictions of its shard; gather them so that rank 0 can write the file.
             gathered: list[Any] = [None] * dist.get_world_size()

@@ -250,3 +250,39 @@ def disk_and_offsets(
     oy = dy[..., :, None].expand(*dy.shape[:-1], h, w)  # (..., h, w)
     mask = ((ox**2 + oy**2) <= radius**2).to(c.dtype)  # (..., h, w)
     return mask, torch.stack((ox, oy), dim=-3)  # (..., h, w), (..., 2, h, w)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1-D distributions over bins (SimCC, multi-bin, distribution focal loss)
+# ----------------------------------------------------------------------------------------------------
+def hat_1d(centers: torch.Tensor, length: int) -> torch.Tensor:
+    """The 1-D bilinear ("hat") distribution: mass split between the two bins around each sub-bin centre in
+    proportion to closeness.
+
+    centers: (...) bin coordinates inside ``[0, length - 1]``. returns (..., length) probabilities whose
+    expectation over the bin indices is *exactly* the centre. It is GFL's distribution-focal-loss target
+    and the ideal output of an expectation decoder.
+    """
+    c = at_least_float32(centers)
+    bins = torch.arange(length, dtype=c.dtype, device=c.device)  # (length,)
+    return (1.0 - (bins - c[..., None]).abs()).clamp(min=0.0)  # (..., length)
+
+
+def normalized_gaussian_1d(centers: torch.Tensor, length: int, sigma: float) -> torch.Tensor:
+    """(...) sub-bin centres → (..., length) sampled Gaussians of ``sigma`` bins, summing to 1 (SimCC's
+    smoothed 1-D label, normalised so that it is a distribution for the KL loss)."""
+    c = at_least_float32(centers)
+    bins = torch.arange(length, dtype=c.dtype, device=c.device)  # (length,)
+    g = torch.exp(-((bins - c[..., None]) ** 2) / (2.0 * sigma**2))  # (..., length)
+    return g / g.sum(-1, keepdim=True).clamp(min=1e-24)
+
+
+def expectation_1d(probs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """E[position] under (..., n) ``probs`` with (n,) or (..., n) ``positions`` → (...)."""
+    return (probs * positions).sum(-1)
+
+
+def variance_1d(probs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Var[position] under (..., n) ``probs`` → (...), as E[(p - E[p])²] (no cancellation when peaked)."""
+    mu = expectation_1d(probs, positions)  # (...)
+    return (probs * (positions - mu[..., None]) ** 2).sum(-1)

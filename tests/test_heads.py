@@ -13,7 +13,7 @@ import kpreg.heads
 from kpreg.backbone import Backbone
 from kpreg.coords import flip_points
 from kpreg.heads import Head, HeadSpec
-from kpreg.heads.neck import SpatialHead
+from kpreg.heads.neck import FlattenHead, SpatialHead
 
 HEADS = list(kpreg.heads.__all__)
 SIZE = 64  # input H = W
@@ -122,6 +122,11 @@ def test_round_trip_on_exact_targets(name: str, stride: int) -> None:
     if name == "HeatmapHead":
         err = _round_trip(cls(output_stride=stride, decoder="argmax"))
         assert err.max() <= stride / 2 + 1e-4  # an integer cell is at most half a cell off per axis
+    elif name == "SimCCHead":
+        # argmax (the default) is at most half a bin off per axis, 0.5 / split_ratio input pixels; the
+        # expectation of the ideal (hat) output is exact.
+        assert err.max() <= 0.5 / head.split_ratio + 1e-4
+        assert _round_trip(cls(output_stride=stride, decoder="expectation")).max() <= EXACT_TOL
     else:
         assert err.max() <= EXACT_TOL
 
@@ -146,12 +151,15 @@ def test_heatmap_dark_beats_quarter_beats_argmax() -> None:
 def test_output_stride_sets_the_grid(name: str, stride: int, backbone: Backbone) -> None:
     head = make_head(name, backbone, output_stride=stride)
     raw = head(backbone(torch.randn(1, 3, SIZE, SIZE)))
-    assert raw.shape[-2:] == (SIZE // stride, SIZE // stride)
+    if isinstance(head, FlattenHead):  # the maps are flattened inside the head: check the grid it read
+        assert head.grid_size == (SIZE // stride, SIZE // stride) and raw.shape[:2] == (1, K)
+    else:
+        assert raw.shape[-2:] == (SIZE // stride, SIZE // stride)
 
 
 # ---- configs -----------------------------------------------------------------------------------------
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
-CONFIG_NAMES = ["heatmap", "fc", "softargmax", "dsnt", "offset"]
+CONFIG_NAMES = ["heatmap", "fc", "softargmax", "dsnt", "offset", "simcc", "multibin"]
 PER_RUN_KEYS = {  # the keys that may differ between the synthetic configs
     ("model", "head"),
     ("trainer", "default_root_dir"),
@@ -229,3 +237,89 @@ def test_fc_statistics_update_only_in_training(backbone: Backbone) -> None:
     assert torch.equal(head.target_mean, torch.zeros(K, 2))  # eval: frozen
     head.train().loss(torch.zeros(4, K, 2), keypoints, visibility)
     assert not torch.equal(head.target_mean, torch.zeros(K, 2))
+
+
+# ---- distribution heads (issue 9) ---------------------------------------------------------------------
+def _multibin_8px(**kwargs: object) -> Head:
+    # 8×8 input, 2 bins per axis, overlap ½: spacing 4, centres 1.5 and 5.5, half-width 3.
+    head = kpreg.heads.MultiBinHead(num_bins=2, overlap=0.5, **kwargs)
+    head.build(HeadSpec(8, 32, 1, (8, 8)))
+    return head
+
+
+def test_multibin_loss_by_hand() -> None:
+    # x = y = 3: both bins cover it (|3 − 1.5| = 1.5, |3 − 5.5| = 2.5 ≤ 3); class 0 (nearest centre);
+    # residual targets 1.5 / 3 = 0.5 and −2.5 / 3. Zero output: CE = ln 2 per axis; smooth-L1 (β = 1/9)
+    # |r| − β/2 on each covering bin, averaged: (0.5 + 5/6) / 2 − 1/18.
+    kp, vis = torch.full((1, 1, 2), 3.0), torch.ones(1, 1)
+    raw = torch.zeros(1, 1, 2, 4, requires_grad=True)
+    losses = _multibin_8px().loss(raw, kp, vis)
+    res = (0.5 + 5 / 6) / 2 - 1 / 18
+    assert losses["classification"].item() == pytest.approx(2 * math.log(2))
+    assert losses["residual"].item() == pytest.approx(2 * res)
+    losses["loss"].backward()
+    # d CE / d logits = p − onehot = (−½, ½); d residual / d r = sign(r − t) / n_cover = (−½, ½) per axis
+    torch.testing.assert_close(raw.grad[0, 0, 0], torch.tensor([-0.5, 0.5, -0.5, 0.5]))
+    focal = _multibin_8px(cls_loss="focal", gamma=2.0, alpha=1.0).loss(raw, kp, vis)["classification"]
+    assert focal.item() == pytest.approx(2 * 0.25 * math.log(2))  # (1 − ½)² ln 2 per axis
+
+
+def test_multibin_hierarchical_loss_by_hand() -> None:
+    # 2 sub-bins per bin: bin 0 spans [−1.5, 4.5] (sub-centres 0, 3), bin 1 [2.5, 8.5] (sub-centres 4, 7),
+    # sub half-width 1.5. x = 3 falls in sub-bin 1 of bin 0 (residual 0) and sub-bin 0 of bin 1 (residual
+    # −1 / 1.5). Zero output: per covering bin CE ln 2 + smooth-L1; averaged over the 2 bins, 2 axes.
+    raw = torch.zeros(1, 1, 2, 2 * 2 + 2 * 2 * 2)
+    losses = _multibin_8px(sub_bins=2).loss(raw, torch.full((1, 1, 2), 3.0), torch.ones(1, 1))
+    sub = (2 * math.log(2) + 0.0 + (2 / 3 - 1 / 18)) / 2
+    assert losses["sub_bins"].item() == pytest.approx(2 * sub)
+
+
+@pytest.mark.parametrize("sub_bins", [0, 3])
+@pytest.mark.parametrize("decoder", ["argmax", "expectation"])
+def test_multibin_round_trip_every_variant(sub_bins: int, decoder: str) -> None:
+    head = kpreg.heads.MultiBinHead(output_stride=8, num_bins=5, overlap=0.3, sub_bins=sub_bins, decoder=decoder)
+    assert _round_trip(head).max() <= EXACT_TOL
+    keypoints = torch.tensor([[[10.0, 200.0]]])
+    head.build(HeadSpec(8, 32, 1, (256, 256)))
+    assert head.loss(head.ideal_output(keypoints), keypoints, torch.ones(1, 1))["residual"].item() < 1e-6
+
+
+@pytest.mark.parametrize("loss", ["kl", "ce", "dfl"])
+def test_simcc_losses_run_and_dfl_is_minimal_at_the_ideal_output(loss: str) -> None:
+    head = kpreg.heads.SimCCHead(loss=loss, split_ratio=2.0, sigma=2.0)  # type: ignore[arg-type]
+    head.build(HeadSpec(8, 32, K, (SIZE, SIZE)))
+    keypoints = 8 + torch.rand(2, K, 2) * 48
+    ideal = head.ideal_output(keypoints)
+    raw = (ideal + 0.5 * torch.randn_like(ideal)).requires_grad_(True)
+    total = head.loss(raw, keypoints, torch.ones(2, K))["loss"]
+    total.backward()
+    assert torch.isfinite(raw.grad).all() and raw.grad.abs().sum() > 0
+    if loss == "dfl":  # the hat is DFL's target: its log is the optimum
+        assert head.loss(ideal, keypoints, torch.ones(2, K))["loss"] < total
+
+
+def test_simcc_bins_follow_the_pixel_centre_convention() -> None:
+    head = kpreg.heads.SimCCHead(split_ratio=2.0, decoder="argmax")
+    head.build(HeadSpec(8, 32, 1, (4, 4)))  # 8 bins per axis, centred on −0.25, 0.25, …, 3.25
+    raw = torch.full((1, 1, 16), -10.0)
+    raw[0, 0, 0] = 10.0  # x: bin 0
+    raw[0, 0, 8 + 7] = 10.0  # y: bin 7
+    coords, conf = head.decode(raw)
+    torch.testing.assert_close(coords, torch.tensor([[[-0.25, 3.25]]]))
+    assert conf.item() > 0.99
+
+
+def test_spread_is_the_variance_in_input_pixels() -> None:
+    # A 50/50 split between two bins 1 px apart has variance ¼ px² per axis.
+    head = kpreg.heads.SimCCHead(split_ratio=1.0)
+    head.build(HeadSpec(8, 32, 1, (4, 4)))
+    raw = torch.full((1, 1, 8), -1e4)
+    raw[0, 0, [1, 2, 4 + 3]] = 0.0  # x split between pixels 1 and 2, y certain
+    assert head.spread(raw).item() == pytest.approx(0.25)
+    # soft-argmax / DSNT: cells² × stride²; a 50/50 split between two cells at stride 4 is 4 px².
+    dsnt = kpreg.heads.DSNTHead(output_stride=4)
+    dsnt.build(HeadSpec(8, 32, 1, (16, 16)))
+    maps = torch.full((1, 1, 4, 4), -1e4)
+    maps[0, 0, 1, 1:3] = 0.0
+    assert dsnt.spread(maps).item() == pytest.approx(4.0)
+    assert kpreg.heads.OffsetHead().spread(maps) is None  # no distribution: the base class's None

@@ -128,3 +128,81 @@ def test_bce_and_focal_by_hand() -> None:
     assert bce_per_joint(logits, target).item() == pytest.approx(math.log(2.0))
     # focal: α_t (1 - p_t)^γ · ln 2 per cell = (0.25 + 0.75) · ¼ · ln 2, over 1 positive
     assert focal_per_joint(logits, target).item() == pytest.approx(0.25 * math.log(2.0))
+
+
+# ---- 1-D bin losses (SimCC, multi-bin, GFL) ---------------------------------------------------------
+# logits log(1, 2, 1) → softmax p = (¼, ½, ¼): every value below is a multiple of ln 2.
+LN2 = math.log(2.0)
+
+
+def _bin_logits() -> torch.Tensor:
+    return torch.tensor([[0.0, LN2, 0.0]], dtype=torch.float64, requires_grad=True)
+
+
+def test_kl_to_gaussian_like_target_by_hand() -> None:
+    from kpreg.losses import kl_to_target
+
+    logits, target = _bin_logits(), torch.tensor([[0.5, 0.5, 0.0]], dtype=torch.float64)
+    # Σ t (log t − log p) = ½ ln ½ + ½ ln ½ − ½ ln ¼ − ½ ln ½ = ½ ln 2; the zero target bin adds 0 (xlogy).
+    loss = kl_to_target(logits, target)
+    assert loss.item() == pytest.approx(0.5 * LN2)
+    loss.sum().backward()
+    torch.testing.assert_close(logits.grad, torch.tensor([[-0.25, 0.0, 0.25]], dtype=torch.float64))  # p − t
+    assert kl_to_target(target.clamp(min=1e-30).log(), target).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_kl_uses_the_normalised_gaussian_target() -> None:
+    from kpreg.ops import normalized_gaussian_1d
+
+    g = normalized_gaussian_1d(torch.tensor([3.0]), 7, sigma=1.0)  # (1, 7)
+    assert g.sum().item() == pytest.approx(1.0)
+    e = torch.exp(-torch.arange(-3.0, 4.0) ** 2 / 2.0)
+    torch.testing.assert_close(g[0], e / e.sum())
+
+
+def test_label_smoothed_cross_entropy_by_hand() -> None:
+    from kpreg.losses import label_smoothed_cross_entropy
+
+    logits = _bin_logits()
+    # target 0.7 · onehot(1) + 0.3 / 3 = (0.1, 0.8, 0.1): −(0.1 ln ¼ + 0.8 ln ½ + 0.1 ln ¼) = 1.2 ln 2
+    loss = label_smoothed_cross_entropy(logits, torch.tensor([1]), 0.3)
+    assert loss.item() == pytest.approx(1.2 * LN2)
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(
+        logits.detach(), torch.tensor([1]), label_smoothing=0.3).item())
+    loss.sum().backward()
+    torch.testing.assert_close(logits.grad, torch.tensor([[0.15, -0.3, 0.15]], dtype=torch.float64))
+
+
+def test_distribution_focal_loss_by_hand() -> None:
+    from kpreg.losses import distribution_focal_loss
+
+    logits = _bin_logits()
+    # y = 0.25: −((1 − 0.25) ln S₀ + 0.25 ln S₁) = 0.75 · 2 ln 2 + 0.25 ln 2 = 1.75 ln 2
+    loss = distribution_focal_loss(logits, torch.tensor([0.25], dtype=torch.float64))
+    assert loss.item() == pytest.approx(1.75 * LN2)
+    loss.sum().backward()
+    torch.testing.assert_close(logits.grad, torch.tensor([[-0.5, 0.25, 0.25]], dtype=torch.float64))
+    # on the last bin the whole mass is there (no bin n to split with): −ln S₂ = 2 ln 2
+    assert distribution_focal_loss(_bin_logits(), torch.tensor([2.0])).item() == pytest.approx(2 * LN2)
+
+
+def test_softmax_focal_loss_by_hand_and_gradcheck() -> None:
+    from kpreg.losses import softmax_focal_loss
+
+    idx = torch.tensor([1])
+    # p_t = ½: −α (1 − ½)² ln ½ = 0.25 · 0.25 · ln 2
+    assert softmax_focal_loss(_bin_logits(), idx, gamma=2.0, alpha=0.25).item() == pytest.approx(0.0625 * LN2)
+    assert softmax_focal_loss(_bin_logits(), idx, gamma=0.0, alpha=1.0).item() == pytest.approx(LN2)  # = CE
+    logits = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: softmax_focal_loss(z, torch.tensor([0, 3]), 2.0, 0.5), (logits,))
+
+
+def test_bin_losses_gradcheck() -> None:
+    from kpreg.losses import distribution_focal_loss, kl_to_target, label_smoothed_cross_entropy
+
+    logits = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
+    target = torch.softmax(torch.randn(2, 6, dtype=torch.float64), -1)
+    assert torch.autograd.gradcheck(lambda z: kl_to_target(z, target), (logits,))
+    assert torch.autograd.gradcheck(lambda z: label_smoothed_cross_entropy(z, torch.tensor([2, 5]), 0.1), (logits,))
+    assert torch.autograd.gradcheck(
+        lambda z: distribution_focal_loss(z, torch.tensor([1.3, 4.9], dtype=torch.float64)), (logits,))

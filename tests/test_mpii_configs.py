@@ -30,8 +30,8 @@ def _head_class_missing(config: Path) -> str | None:
     return None
 
 
-def test_there_are_five_mpii_configs() -> None:
-    assert {c.stem for c in CONFIGS} == {f"{h}_resnet50" for h in ("fc", "heatmap", "softargmax", "dsnt", "offset")}
+def test_there_are_seven_mpii_configs() -> None:
+    assert {c.stem for c in CONFIGS} == {f"{h}_resnet50" for h in ("fc", "heatmap", "softargmax", "dsnt", "offset", "simcc", "multibin")}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])

@@ -83,6 +83,11 @@ class Head(nn.Module, ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not define its ideal output")
 
+    def spread(self, raw: torch.Tensor) -> torch.Tensor | None:
+        """(B, K) predicted spread, Var[x] + Var[y] of the head's distribution in input pixels², for heads
+        that predict a distribution (an uncertainty to rank predictions by); ``None`` otherwise."""
+        return None
+
     def heatmaps(self, raw: torch.Tensor) -> torch.Tensor | None:
         """(B, K, h, w) maps to visualise, for heads that have them; ``None`` otherwise."""
         return None

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 
 from kpreg.coords import normalized_to_pixels, pixels_to_cells, pixels_to_normalized
-from kpreg.heads.neck import NeckKind, SpatialHead
+from kpreg.heads.neck import NeckKind, SpatialHead, map_spread
 from kpreg.losses import coord_loss_per_joint, js_regulariser, masked_mean, variance_regulariser
 from kpreg.ops import bilinear_splat, dsnt, softmax_2d
 
@@ -73,6 +73,9 @@ class DSNTHead(SpatialHead):
         # log of the bilinear distribution: exact expectation inside the hull of the cell centres.
         cells = pixels_to_cells(keypoints.float(), self.output_stride)  # (B, K, 2) x,y cells
         return bilinear_splat(cells, self.grid_size).clamp(min=1e-30).log()  # (B, K, h, w) logits
+
+    def spread(self, raw: torch.Tensor) -> torch.Tensor:
+        return map_spread(softmax_2d(raw), self.output_stride)  # (B, K) input pixels²
 
     def heatmaps(self, raw: torch.Tensor) -> torch.Tensor:
         return softmax_2d(raw)

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from kpreg.coords import cells_to_pixels, pixels_to_cells
-from kpreg.heads.neck import NeckKind, SpatialHead
+from kpreg.heads.neck import NeckKind, SpatialHead, map_spread
 from kpreg.losses import heatmap_mse
 from kpreg.ops import argmax_2d, dark_refine, quarter_offset, render_gaussian
 
@@ -63,6 +63,13 @@ class HeatmapHead(SpatialHead):
 
     def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
         return self.targets(keypoints)  # (B, K, h, w): the network is trained to output its targets
+
+    def spread(self, raw: torch.Tensor) -> torch.Tensor:
+        # The heatmap is not a distribution; its positive part, normalised, is read as one. A perfect output
+        # (the Gaussian target) gives ≈ 2 σ² cells², so the spread ranks joints, not absolute errors.
+        maps = raw.float().clamp(min=0.0)  # (B, K, h, w)
+        probs = maps / maps.flatten(-2).sum(-1)[..., None, None].clamp(min=1e-12)
+        return map_spread(probs, self.output_stride)  # (B, K) input pixels²
 
     def heatmaps(self, raw: torch.Tensor) -> torch.Tensor:
         return raw.float()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from kpreg.heads.base import Head, HeadSpec
+from kpreg.ops import variance_2d
 
 NeckKind = Literal["deconv", "none"]
 
@@ -49,6 +50,14 @@ def build_neck(
         ]
         c = channels
     return nn.Sequential(*layers), c
+
+
+def map_spread(probs: torch.Tensor, stride: int) -> torch.Tensor:
+    """Var[x] + Var[y] of (B, K, h, w) probability maps, cells² → input pixels² (× stride²)."""
+    h, w = probs.shape[-2:]
+    xs = torch.arange(w, dtype=probs.dtype, device=probs.device)  # (w,) cells
+    ys = torch.arange(h, dtype=probs.dtype, device=probs.device)  # (h,)
+    return variance_2d(probs, xs, ys).sum(-1) * stride**2  # (B, K)
 
 
 def check_divisible(input_size: tuple[int, int], output_stride: int) -> tuple[int, int]:
@@ -91,3 +100,25 @@ class SpatialHead(Head):
             return maps  # (B, K, h, w)
         b, _, h, w = maps.shape
         return maps.view(b, self.spec.num_keypoints, self.maps_per_keypoint, h, w)  # (B, K, m, h, w)
+
+
+class FlattenHead(SpatialHead):
+    """Base of the heads that read each keypoint's map as a vector (SimCC's design): neck to
+    ``output_stride``, a 1×1 convolution to one map per keypoint, each (h, w) map flattened and mapped by
+    one linear layer shared by all keypoints to ``out_features`` numbers. Raw output: (B, K, out_features).
+
+    The linear layer sees the whole map, so the output need not be spatially aligned with it: a coarse
+    grid (stride 32) can still address fine bins. Subclasses define ``out_features``.
+    """
+
+    def out_features(self, spec: HeadSpec) -> int:
+        raise NotImplementedError
+
+    def _build(self, spec: HeadSpec) -> None:
+        super()._build(spec)  # neck + 1×1 conv to K maps (maps_per_keypoint = 1)
+        h, w = self.grid_size
+        self.linear = nn.Linear(h * w, self.out_features(spec))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        maps = self.final(self.neck(features))  # (B, K, h, w)
+        return self.linear(maps.flatten(-2))  # (B, K, out_features)

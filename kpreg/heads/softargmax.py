@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from kpreg.coords import cells_to_pixels, pixels_to_cells, pixels_to_normalized
-from kpreg.heads.neck import NeckKind, SpatialHead
+from kpreg.heads.neck import NeckKind, SpatialHead, map_spread
 from kpreg.losses import CoordLoss, coord_loss_per_joint, masked_mean
 from kpreg.ops import bilinear_splat, soft_argmax, softmax_2d
 
@@ -62,6 +62,9 @@ class SoftArgmaxHead(SpatialHead):
         cells = pixels_to_cells(keypoints.float(), self.output_stride)  # (B, K, 2) x,y cells
         probs = bilinear_splat(cells, self.grid_size)  # (B, K, h, w)
         return self.temperature * probs.clamp(min=1e-30).log()
+
+    def spread(self, raw: torch.Tensor) -> torch.Tensor:
+        return map_spread(softmax_2d(raw, self.temperature), self.output_stride)  # (B, K) input pixels²
 
     def heatmaps(self, raw: torch.Tensor) -> torch.Tensor:
         return softmax_2d(raw, self.temperature)

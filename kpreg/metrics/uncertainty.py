@@ -1,0 +1,99 @@
+"""How well a head's confidence ranks its own errors (issue 9).
+
+Per visible joint: the normalised error ``‖pred − gt‖ / norm_length`` in original pixels (PCKh's
+normaliser on MPII and the synthetic data; on COCO ``norm_length`` is the person's area, so the numbers
+below are rankings, not PCKh), the head's confidence and, where the head has one, its spread.
+
+* ``conf_error_spearman``: Spearman rank correlation between −confidence and the error (ties get their
+  average rank). +1: the least confident joints are exactly the worst ones; 0: no information (also
+  reported when the confidence is constant, e.g. the FC head's 1).
+* ``spread_error_spearman``: the same for the predicted spread (only for heads with ``Head.spread``).
+* ``pckh_top50``: PCKh@``threshold`` of the ``fraction`` most confident joints (ties broken by order);
+  ``pckh_all`` the same over all joints, for reference.
+
+States are concatenated across processes (``dist_reduce_fx="cat"``), so the values are the global ones
+under DDP.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """(N,) values → (N,) 0-based ranks, tied values sharing their average rank (as scipy's rankdata − 1)."""
+    order = torch.argsort(values, stable=True)
+    _, inverse, counts = torch.unique_consecutive(values[order], return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).to(torch.float64)  # exclusive end of each run of ties
+    mean_rank = ends - (counts.to(torch.float64) + 1.0) / 2.0  # average of start … end − 1
+    ranks = torch.empty(len(values), dtype=torch.float64, device=values.device)
+    ranks[order] = mean_rank[inverse]
+    return ranks
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation of two (N,) tensors; 0.0 when either is constant or N < 2 (undefined)."""
+    if len(a) < 2:
+        return 0.0
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = (ra.pow(2).sum() * rb.pow(2).sum()).sqrt()
+    return float((ra * rb).sum() / denom) if denom > 0 else 0.0
+
+
+class UncertaintyMetric(Metric):
+    """Args: threshold: the PCKh threshold (0.5); fraction: the share of most confident joints (0.5)."""
+
+    full_state_update = False
+
+    def __init__(self, threshold: float = 0.5, fraction: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.fraction = fraction
+        self.add_state("errors", default=[], dist_reduce_fx="cat")  # (N,) normalised errors
+        self.add_state("confidence", default=[], dist_reduce_fx="cat")  # (N,)
+        self.add_state("spread", default=[], dist_reduce_fx="cat")  # (N,) input pixels², may stay empty
+
+    def update(
+        self,
+        coords: torch.Tensor,
+        confidence: torch.Tensor,
+        meta: dict[str, Any],
+        spread: torch.Tensor | None = None,
+    ) -> None:
+        """coords (B, K, 2) original pixels; confidence (B, K); meta with ``keypoints_orig`` (B, K, 2),
+        ``visible_orig`` (B, K) and ``norm_length`` (B,); spread (B, K) or None."""
+        gt = meta["keypoints_orig"].to(coords.device, torch.float64)  # (B, K, 2) original pixels
+        norm = meta["norm_length"].to(coords.device, torch.float64)  # (B,)
+        err = (coords.to(torch.float64) - gt).norm(dim=-1) / norm[:, None]  # (B, K)
+        keep = meta["visible_orig"].to(coords.device).bool() & torch.isfinite(err)  # (B, K)
+        self.errors.append(err[keep])
+        self.confidence.append(confidence.to(torch.float64)[keep])
+        if spread is not None:
+            self.spread.append(spread.to(torch.float64)[keep])
+
+    def compute(self) -> dict[str, float]:
+        err, conf, spread = _cat(self.errors), _cat(self.confidence), _cat(self.spread)  # (N,) each
+        if err is None or conf is None or len(err) == 0:
+            return {}
+        top = torch.argsort(-conf, stable=True)[: max(1, math.ceil(self.fraction * len(conf)))]
+        out = {
+            "conf_error_spearman": spearman(-conf, err),
+            "pckh_top50": 100.0 * float((err[top] <= self.threshold).double().mean()),
+            "pckh_all": 100.0 * float((err <= self.threshold).double().mean()),
+        }
+        if spread is not None and len(spread) == len(err):
+            out["spread_error_spearman"] = spearman(spread, err)
+        return out
+
+
+def _cat(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor | None:
+    """A list state as one tensor: a list on one process, already a tensor after a DDP sync; None if empty."""
+    if isinstance(state, torch.Tensor):
+        return state
+    return dim_zero_cat(state) if len(state) else None
