@@ -1,4 +1,4 @@
-"""A tiny COCO-format keypoint dataset written to a temporary folder (tests never read /work/shared).
+"""A tiny COCO-format keypoint dataset written to a temporary folder.
 
 Each split has four 96×128 JPEG images with coloured dots at the keypoints and these annotations::
 

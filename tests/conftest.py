@@ -1,4 +1,4 @@
-"""Shared test fixtures. Tests never touch the network or ../shared: they make their own data."""
+"""Shared test fixtures. Tests never touch the network: they make their own data."""
 
 from __future__ import annotations
 
