@@ -21,7 +21,6 @@ as the process's CPU time (the steadier figure on a shared machine).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -33,6 +32,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing kpreg
+from _report import write_json  # benchmarks/ is on sys.path when a script runs
+
 from kpreg.data.coco_files import COCO_KEYPOINT_NAMES, COCO_SKELETON  # noqa: E402
 from kpreg.metrics.oks import OKSAP  # noqa: E402
 from kpreg.metrics.pckh import PCKh, pckh_table  # noqa: E402
@@ -140,11 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"setting": {k: v for k, v in vars(args).items() if k != "json"},
               "wall_cpu_s": {"pckh_metric": t_pckh_metric, "pckh_table": t_pckh_table, "oks_ap": t_oks,
                              "oks_build": t_build}, "pckh": pckh, "oks": oks}
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2))
-        print(f"\nwrote {path}")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ shares hardly depend on the batch: every part scales with it); ``--strides 4 8 1
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -47,6 +46,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing kpreg
+from _report import write_json  # benchmarks/ is on sys.path when a script runs
+
 import kpreg.heads as heads  # noqa: E402
 from kpreg.module import KeypointModule  # noqa: E402
 
@@ -289,11 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"setting": {k: v for k, v in vars(args).items() if k != "json"}, "torch": torch.__version__,
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "wall_s": time.perf_counter() - start, "rows": rows}
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2))
-        print(f"\nwrote {path}")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

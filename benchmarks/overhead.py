@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import statistics
 import sys
@@ -46,6 +45,8 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing kpreg
+from _report import write_json  # benchmarks/ is on sys.path when a script runs
+
 import kpreg.heads as heads  # noqa: E402
 from kpreg.module import KeypointModule  # noqa: E402
 from kpreg.schedules import WarmupCosine  # noqa: E402
@@ -265,11 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"setting": {k: v for k, v in vars(args).items() if k != "json"}, "torch": torch.__version__,
               "lightning": pl.__version__, "median_ms": ms, "ratio": ratio, "per_round_ratio": per_round,
               "wall_s": time.perf_counter() - start, "times_s": times}
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2))
-        print(f"wrote {path}")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":
