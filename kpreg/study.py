@@ -12,12 +12,18 @@ The runner then writes ``<out>/<run>/result.json`` (metrics, parameters, FLOPs, 
 times); a run with a ``result.json`` is done and skipped when the command is repeated. A run that was
 interrupted resumes: training from its ``last.ckpt``, or straight to evaluation if training had finished.
 Heads without an output stride (FC) run once per seed, not once per stride.
+
+Several runners may work on one study directory at once (one per GPU, or one per CPU core): each run is
+claimed with an exclusive ``flock`` on ``<out>/<run>/.claim`` for as long as it executes, and a runner skips
+the runs another one holds. The operating system drops the lock when a runner dies, so a killed run is
+picked up again by the next runner that reaches it.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import importlib
 import inspect
 import itertools
@@ -206,7 +212,7 @@ class Study:
             "grid": dict(self.grid),
             "runs": [asdict(spec) for spec, _ in runs],
         }
-        (self.out / "study.json").write_text(json.dumps(definition, indent=2))
+        write_json_atomic(self.out / "study.json", definition)  # atomic: parallel runners rewrite it
 
     def run(self) -> int:
         """Run every run that has no ``result.json`` (at most ``--max-runs``); 0 when all succeeded."""
@@ -226,12 +232,19 @@ class Study:
             if self.args.max_runs is not None and executed >= self.args.max_runs:
                 self.log(f"stop: --max-runs {self.args.max_runs} reached")
                 break
-            executed += 1
-            try:
-                self.execute(spec, config, run_dir)
-            except RunFailed as err:
-                failed.append(spec.name)
-                self.log(f"FAILED {spec.name}: {err}")
+            with RunClaim(run_dir) as claimed:
+                if not claimed:
+                    self.log(f"skip {spec.name}: another study runner is executing it")
+                    continue
+                if (run_dir / "result.json").is_file():  # finished by another runner since the check above
+                    self.log(f"skip {spec.name}: result.json exists")
+                    continue
+                executed += 1
+                try:
+                    self.execute(spec, config, run_dir)
+                except RunFailed as err:
+                    failed.append(spec.name)
+                    self.log(f"FAILED {spec.name}: {err}")
         self.log(f"done: {executed} run(s) executed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
         return 1 if failed else 0
 
@@ -276,6 +289,31 @@ class Study:
         self.log(f"{spec.name}: PCKh@0.5 {m.get('Mean', float('nan')):.2f}, train {train['wall_s']:.1f} s")
 
 
+class RunClaim:
+    """``with RunClaim(run_dir) as claimed``: an exclusive, non-blocking ``flock`` on ``run_dir/.claim``.
+    ``claimed`` is False when another process holds it. The lock lives as long as the open file, so it is
+    released on exit from the block and by the operating system when the process dies."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".claim"
+        self.file: Any = None
+
+    def __enter__(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            self.file = None
+            return False
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the descriptor releases the lock
+
+
 class RunFailed(RuntimeError):
     """A train.py / evaluate.py child exited non-zero."""
 
@@ -308,7 +346,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, content: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: parallel runners write study.json
     tmp.write_text(json.dumps(content, indent=2))
     os.replace(tmp, path)
 

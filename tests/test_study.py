@@ -1,5 +1,6 @@
-"""The study runner end to end: a tiny heatmap (strides 4, 8) + FC study, interrupted after its first run and
-resumed, then its report and its offline wandb runs. Plus the grid logic and the PCKh curve, without training."""
+"""The study runner end to end: a tiny 2-head × 2-stride study (heatmap and DSNT at strides 4 and 8, plus FC),
+interrupted after its first run and resumed, then its report and its offline wandb runs. Plus the grid logic,
+parallel runners and the PCKh curve, without training."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PIL import Image
 from wandb_records import run_contents
 
 from kpreg.metrics.pckh import MPII_JOINT_NAMES, PCKh
-from kpreg.study import Study, build_parser
+from kpreg.study import RunClaim, Study, build_parser
 
 TINY = [
     "--set", "model.backbone=test_resnet",
@@ -25,8 +26,8 @@ TINY = [
     "--set", "data.init_args.num_workers=0",
     "--set", "trainer.max_epochs=1",
 ]
-# FC has no output stride: 3 runs, heatmap-s4, heatmap-s8 and fc.
-STUDY = ["--config", "configs/synthetic/heatmap.yaml", "--heads", "heatmap,fc", "--strides", "4,8", "--seeds", "0",
+# FC has no output stride: 5 runs, heatmap-s4, heatmap-s8, dsnt-s4, dsnt-s8 and fc.
+STUDY = ["--config", "configs/synthetic/heatmap.yaml", "--heads", "heatmap,dsnt,fc", "--strides", "4,8", "--seeds", "0",
          "--name", "tiny-study", *TINY]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -49,8 +50,8 @@ def test_interrupted_study_resumes_without_rerunning(study: dict) -> None:
     assert "stop: --max-runs 1 reached" in study["first"].stdout
     assert "skip heatmap-s4-seed0: result.json exists" in study["second"].stdout
     assert (out / "heatmap-s4-seed0" / "result.json").stat().st_mtime_ns == study["mtime"]  # not run again
-    assert sorted(p.parent.name for p in out.glob("*/result.json")) == ["fc-seed0", "heatmap-s4-seed0",
-                                                                        "heatmap-s8-seed0"]
+    assert sorted(p.parent.name for p in out.glob("*/result.json")) == ["dsnt-s4-seed0", "dsnt-s8-seed0", "fc-seed0",
+                                                                        "heatmap-s4-seed0", "heatmap-s8-seed0"]
     result = json.loads((out / "heatmap-s8-seed0" / "result.json").read_text())
     assert result["stride"] == 8 and result["head_class"] == "HeatmapHead"
     assert 0.0 <= result["metrics"]["Mean@0.1"] <= result["metrics"]["Mean"] <= 100.0
@@ -64,7 +65,7 @@ def test_report_table_and_plots(study: dict) -> None:
     out = study["out"]
     report = (out / "report.md").read_text()
     assert "| Head | Stride | PCKh@0.5 (%) | PCKh@0.1 (%)" in report
-    for row in ("| heatmap | 4 |", "| heatmap | 8 |", "| fc | – |"):
+    for row in ("| heatmap | 4 |", "| heatmap | 8 |", "| dsnt | 4 |", "| dsnt | 8 |", "| fc | – |"):
         assert row in report
     pngs = ["accuracy_vs_stride.png", "pck_vs_threshold.png", "accuracy_vs_cost.png", "predictions_grid.png"]
     for name in pngs:
@@ -126,6 +127,30 @@ def test_grid_fc_once_per_seed_and_labels() -> None:
     assert final["trainer"]["default_root_dir"] == logger["save_dir"] == "/x/run"
     with pytest.raises(ValueError, match="key=value"):
         _study("--config", str(REPO / "configs/synthetic/heatmap.yaml"), "--set", "novalue")
+
+
+def test_parallel_runners_skip_a_claimed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runners on one study directory: a run another runner holds is skipped, not run twice; once the
+    holder lets go (or dies), the run is free again."""
+    study = Study(build_parser().parse_args(["--config", str(REPO / "configs/synthetic/heatmap.yaml"),
+                                             "--heads", "heatmap", "--strides", "4,8", "--out", str(tmp_path)]))
+    executed: list[str] = []
+
+    def fake_execute(self: Study, spec, config, run_dir: Path) -> None:
+        executed.append(spec.name)
+        (run_dir / "result.json").write_text("{}")
+
+    monkeypatch.setattr(Study, "execute", fake_execute)
+    with RunClaim(tmp_path / "heatmap-s4-seed0") as held:  # "the other runner"
+        assert held
+        with RunClaim(tmp_path / "heatmap-s4-seed0") as second:
+            assert not second  # a second claim on a held run fails at once instead of waiting
+        assert study.run() == 0
+    assert executed == ["heatmap-s8-seed0"]
+    log = (tmp_path / "study.log").read_text()
+    assert "skip heatmap-s4-seed0: another study runner is executing it" in log
+    assert study.run() == 0
+    assert executed == ["heatmap-s8-seed0", "heatmap-s4-seed0"]  # released: picked up, and s8 is not rerun
 
 
 def test_pckh_curve_matches_the_summary() -> None:
