@@ -239,6 +239,34 @@ def test_fc_statistics_update_only_in_training(backbone: Backbone) -> None:
     assert not torch.equal(head.target_mean, torch.zeros(K, 2))
 
 
+def test_fc_hidden_units_cannot_die_for_the_whole_batch() -> None:
+    """The hidden layer is Linear → BatchNorm → ReLU. Pooled backbone features are positive and similar for
+    every image, so a plain Linear → ReLU unit whose weights turn negative is off for all images and never
+    gets a gradient again (the synthetic study lost 96–99 % of its units that way). With the batch
+    centring, the same weights still leave every unit active on part of the batch and passing gradient."""
+    head = kpreg.heads.FCHead(hidden=8)
+    head.build(HeadSpec(4, 32, K, (SIZE, SIZE)))
+    linear = head.mlp[2]
+    with torch.no_grad():
+        linear.weight.fill_(-1.0)  # the "dead" state: every pre-activation negative for positive features
+    features = 0.2 + 0.05 * torch.rand(16, 4, 2, 2)  # (B, C, h, w): positive, little spread between images
+    assert (linear(features.mean((2, 3))) < 0).all()  # a plain ReLU would output 0 everywhere
+    hidden = head.train().mlp[:5](features)  # (B, hidden) after the ReLU
+    active = (hidden > 0).float().mean(0)  # (hidden,) share of the batch on which each unit fires
+    assert ((active > 0) & (active < 1)).all()
+    head(features).sum().backward()
+    assert (linear.weight.grad.abs().sum(1) > 0).all()  # every unit still learns
+
+
+def test_fc_hidden_layer_needs_two_samples_in_training() -> None:
+    head = kpreg.heads.FCHead(hidden=8)
+    head.build(HeadSpec(4, 32, K, (SIZE, SIZE)))
+    with pytest.raises(ValueError, match="batch_size"):
+        head.train()(torch.rand(1, 4, 2, 2))
+    assert head.eval()(torch.rand(1, 4, 2, 2)).shape == (1, K, 2)  # inference on one image is fine
+    kpreg.heads.FCHead(hidden=0).train()  # the single linear layer has no such limit
+
+
 # ---- distribution heads (issue 9) ---------------------------------------------------------------------
 def _multibin_8px(**kwargs: object) -> Head:
     # 8×8 input, 2 bins per axis, overlap ½: spacing 4, centres 1.5 and 5.5, half-width 3.

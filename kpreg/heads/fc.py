@@ -1,7 +1,8 @@
 """Direct regression with fully connected layers (DeepPose, Toshev & Szegedy, CVPR 2014).
 
-Global average pooling of the backbone features, then ``hidden`` → 2K linear layers predict the
-*standardised* normalised coordinates ``(u - mean) / std`` of each joint, where ``u`` ∈ [-1, 1]
+Global average pooling of the backbone features, then a hidden layer (Linear → BatchNorm → ReLU) and a
+linear layer to 2K outputs predict the *standardised* normalised coordinates ``(u - mean) / std`` of each
+joint, where ``u`` ∈ [-1, 1]
 (``kpreg.coords``) and ``mean``, ``std`` (K, 2) are running statistics of the visible training targets
 (updated like BatchNorm's, frozen in eval mode, saved with the model). Standardising lets one weight
 decay, learning rate and loss threshold fit every joint, whatever its typical position and spread.
@@ -23,7 +24,8 @@ FCLoss = Literal["l1", "l2", "smooth_l1"]
 
 class FCHead(Head):
     """Args:
-    hidden: width of the hidden layer (0 = a single linear layer).
+    hidden: width of the hidden layer, Linear → BatchNorm → ReLU (0 = a single linear layer). With a hidden
+        layer, training batches need at least 2 samples (per device).
     loss: ``l1``, ``l2`` or ``smooth_l1`` on the standardised coordinates.
     momentum: update rate of the running mean / std of the targets.
     init_std: the std used before any statistics are seen (normalised units).
@@ -44,7 +46,13 @@ class FCHead(Head):
         k, c = spec.num_keypoints, spec.in_channels
         layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         if self.hidden > 0:
-            layers += [nn.Linear(c, self.hidden), nn.ReLU(inplace=True)]
+            # BatchNorm before the ReLU is what keeps the hidden units alive. Pooled backbone features are
+            # positive and vary little between images (std ≈ half their mean), so without it each unit's
+            # pre-activation has nearly the same sign for every image: a unit that AdamW pushes negative is
+            # off for the whole data set, gets no gradient and never recovers. Measured on the synthetic
+            # study (lr 6e-3): 96–99 % of the 256 units were dead after training, and one seed of two never
+            # left the mean pose (PCKh@0.5 6.8). Centring over the batch keeps every unit active on part of it.
+            layers += [nn.Linear(c, self.hidden, bias=False), nn.BatchNorm1d(self.hidden), nn.ReLU(inplace=True)]
             c = self.hidden
         last = nn.Linear(c, 2 * k)
         # Start at the mean pose (standardised 0) instead of a random one.
@@ -57,6 +65,9 @@ class FCHead(Head):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         b = features.shape[0]
+        if self.training and self.hidden > 0 and b < 2:
+            raise ValueError("FCHead: the hidden layer's BatchNorm needs at least 2 samples per training batch "
+                             f"(got {b}); raise data.init_args.batch_size or set model.head.init_args.hidden: 0")
         return self.mlp(features).view(b, self.spec.num_keypoints, 2)  # (B, K, 2) standardised
 
     def standardise(self, keypoints: torch.Tensor) -> torch.Tensor:
