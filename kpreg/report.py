@@ -203,28 +203,44 @@ def plot_pck_curves(configs: Sequence[Config], colors: dict[str, Any], out: Path
         return _save(fig, path)
 
 
+STRIDE_MARKERS = {4: "o", 8: "s", 16: "^", 32: "D", 64: "v"}  # output stride → marker; no stride: "X"
+
+
+def stride_marker(stride: int | None) -> str:
+    return "X" if stride is None else STRIDE_MARKERS.get(stride, "P")
+
+
 def plot_accuracy_vs_cost(configs: Sequence[Config], colors: dict[str, Any], path: Path) -> Path:
-    """PCKh@0.5 against training wall time and against CPU latency: every seed a point, strides annotated."""
+    """PCKh@0.5 against training wall time and against CPU latency: every seed a point, colour = head,
+    marker = output stride (markers rather than text labels: with 50 runs labels overlap)."""
+    from matplotlib.lines import Line2D
+
     with matplotlib.rc_context(PLOT_STYLE):
         fig = new_figure(12, 4.8)
         axes = fig.subplots(1, 2)
         for ax, key, xlabel, title in ((axes[0], "train_wall_s", "training wall time (s)", "Accuracy vs training time"),
                                        (axes[1], "latency_ms", "forward latency, batch 1, CPU (ms)",
                                         "Accuracy vs inference latency")):
-            labelled: set[str] = set()
             for c in configs:
-                x, y = c.values(key), c.values("Mean")
-                ax.scatter(x, y, s=60, color=colors[c.label], edgecolor="black", linewidth=0.5,
-                           label=None if c.label in labelled else c.label, zorder=3)
-                labelled.add(c.label)
-                if c.stride is not None and np.isfinite(x).any():
-                    ax.annotate(f"s{c.stride}", (float(np.nanmean(x)), float(np.nanmean(y))), textcoords="offset points",
-                                xytext=(6, 4), fontsize=9, color="#333333")
+                ax.scatter(c.values(key), c.values("Mean"), s=55, color=colors[c.label], marker=stride_marker(c.stride),
+                           edgecolor="black", linewidth=0.5, zorder=3)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("PCKh@0.5 (%)")
             ax.set_title(title)
-        axes[0].legend(loc="best")
-        fig.suptitle("Accuracy vs cost (one point per run; sN = output stride N)", y=1.02, fontsize=14)
+        heads = list(dict.fromkeys(c.label for c in configs))
+        strides = sorted({c.stride for c in configs}, key=lambda s: (s is None, s or 0))
+        head_handles = [Line2D([], [], linestyle="", marker="o", markersize=8, color=colors[h],
+                               markeredgecolor="black", label=h) for h in heads]
+        stride_handles = [Line2D([], [], linestyle="", marker=stride_marker(s), markersize=8, color="#bbbbbb",
+                                 markeredgecolor="black", label=f"stride {s}" if s is not None else "no stride")
+                          for s in strides]
+        # Two legend rows under the axes: colours (heads), then markers (strides).
+        fig.legend(handles=head_handles, loc="lower center", ncol=len(head_handles), bbox_to_anchor=(0.5, -0.08),
+                   frameon=False)
+        fig.legend(handles=stride_handles, loc="lower center", ncol=len(stride_handles), bbox_to_anchor=(0.5, -0.15),
+                   frameon=False)
+        fig.suptitle("Accuracy vs cost (one point per run; colour = head, marker = output stride)", y=1.02,
+                     fontsize=14)
         return _save(fig, path)
 
 
