@@ -60,6 +60,8 @@ VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("soft-argmax", "SoftArgmaxHead", {}),
     ("DSNT (JS)", "DSNTHead", {}),
     ("heatmap + offset", "OffsetHead", {}),
+    ("SimCC (KL)", "SimCCHead", {}),
+    ("multi-bin", "MultiBinHead", {}),
 )
 
 
