@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Run a head comparison study, or report one: see ``docs/study.md`` and ``kpreg.study``."""
+"""Run a head comparison study, or report one: see ``docs/study.md`` and ``kpreg.compare.study``."""
 
 import sys
 
-from kpreg.study import main
+from kpreg.cli import study_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(study_main())

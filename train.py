@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train a keypoint model: python train.py --config configs/synthetic/heatmap.yaml"""
+"""Train a keypoint model: python train.py --config configs/data/synthetic.yaml --config configs/heads/heatmap.yaml"""
 
 from kpreg.cli import train_main
 

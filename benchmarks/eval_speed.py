@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing kpreg
 from _report import write_json  # benchmarks/ is on sys.path when a script runs
 
-from kpreg.data.coco_files import COCO_KEYPOINT_NAMES, COCO_SKELETON  # noqa: E402
+from kpreg.formats.coco import COCO_KEYPOINT_NAMES, COCO_SKELETON  # noqa: E402
 from kpreg.metrics.oks import OKSAP  # noqa: E402
 from kpreg.metrics.pckh import PCKh, pckh_table  # noqa: E402
 

@@ -49,19 +49,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from _report import write_json  # benchmarks/ is on sys.path when a script runs
 
 import kpreg.heads as heads  # noqa: E402
-from kpreg.module import KeypointModule  # noqa: E402
+from kpreg.training.module import KeypointModule  # noqa: E402
 
 STRIDES = (4, 8, 16, 32)
-# (label, head class, extra init args): every head with its defaults, plus DARK, the costliest decoder.
-VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("FC", "FCHead", {}),
-    ("heatmap (quarter)", "HeatmapHead", {}),
-    ("heatmap (DARK)", "HeatmapHead", {"decoder": "dark"}),
-    ("soft-argmax", "SoftArgmaxHead", {}),
-    ("DSNT (JS)", "DSNTHead", {}),
-    ("heatmap + offset", "OffsetHead", {}),
-    ("SimCC (KL)", "SimCCHead", {}),
-    ("multi-bin", "MultiBinHead", {}),
+# (label, head class, extra init args): every variant each head in kpreg.heads.__all__ declares worth benchmarking
+# (Head.variants: its defaults first, then e.g. DARK, the costliest decoder). No head is named here.
+VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = tuple(
+    (label, name, dict(init_args))
+    for name in heads.__all__
+    for label, init_args in getattr(heads, name).variants.items()
 )
 
 
@@ -132,8 +128,14 @@ def build(args: argparse.Namespace, class_name: str, init_args: dict[str, Any], 
     if stride is not None:
         kwargs["output_stride"] = stride
     head = getattr(heads, class_name)(**kwargs)
-    return KeypointModule(head, backbone=args.backbone, num_keypoints=args.keypoints,
-                          input_size=(args.input, args.input), flip_test=False).to(device)
+    model = KeypointModule(head, backbone=args.backbone, num_keypoints=args.keypoints,
+                           input_size=(args.input, args.input), flip_test=False,
+                           sigmas=[0.05] * args.keypoints).to(device)
+    if head.needs_fit:  # what the module does before training: heads such as anchor poses see the keypoints once
+        g = torch.Generator().manual_seed(2)
+        head.fit((torch.rand(64, args.keypoints, 2, generator=g) * (args.input - 1)).to(device),
+                 torch.ones(64, args.keypoints, device=device))
+    return model
 
 
 def measure(args: argparse.Namespace, label: str, class_name: str, init_args: dict[str, Any],
@@ -145,10 +147,11 @@ def measure(args: argparse.Namespace, label: str, class_name: str, init_args: di
     images = torch.randn(args.batch, 3, args.input, args.input, generator=g).to(device)
     keypoints = (torch.rand(args.batch, args.keypoints, 2, generator=g) * (args.input - 1)).to(device)  # (B, K, 2) input px
     visibility = (torch.rand(args.batch, args.keypoints, generator=g) > 0.1).float().to(device)  # (B, K)
+    scale = torch.full((args.batch,), args.input / 2.0, device=device)  # (B,) object scale, input px (OKS losses)
 
     def train_step() -> None:
         model.train()
-        loss = head.loss(model(images), keypoints, visibility)["loss"]
+        loss = model.compute_loss(model(images), keypoints, visibility, scale)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -169,7 +172,7 @@ def measure(args: argparse.Namespace, label: str, class_name: str, init_args: di
 
     def loss_only() -> None:
         for _ in range(args.inner):
-            head.loss(raw_train, keypoints, visibility)["loss"].backward()
+            model.compute_loss(raw_train, keypoints, visibility, scale)["loss"].backward()
             raw_train.grad = None
 
     def decode_only() -> None:
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, class_name, init_args in VARIANTS:
         if wanted is not None and label not in wanted:
             continue
-        strides: list[int | None] = [None] if class_name == "FCHead" else list(args.strides)
+        strides: list[int | None] = list(args.strides) if getattr(heads, class_name).has_output_stride else [None]
         for stride in strides:
             rows.append(measure(args, label, class_name, init_args, stride, device))
             r = rows[-1]

@@ -12,7 +12,7 @@ optimizer and scheduler, logger, progress bar); the figure is the median over al
 are reported: on a shared machine a process may get only part of a core, and the CPU time is then the far
 steadier measure of what each loop costs.
 
-Lightning runs as the configs set it up (``configs/synthetic/*.yaml``): ``log_every_n_steps: 25``, the
+Lightning runs as the configs set it up (``configs/data/synthetic.yaml``): ``log_every_n_steps: 25``, the
 progress bar on, 32-bit precision. The configs log to W&B; here the logger is Lightning's ``CSVLogger`` by
 default (``--logger wandb`` uses ``WandbLogger(offline=True)``, ``--logger none`` turns logging off; the
 ``self.log`` calls run either way). Checkpointing is off by default (``--checkpointing`` adds the CLI's
@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from _report import write_json  # benchmarks/ is on sys.path when a script runs
 
 import kpreg.heads as heads  # noqa: E402
-from kpreg.module import KeypointModule  # noqa: E402
-from kpreg.schedules import WarmupCosine  # noqa: E402
+from kpreg.training.module import KeypointModule  # noqa: E402
+from kpreg.training.schedules import WarmupCosine  # noqa: E402
 
 Batch = dict[str, torch.Tensor]
 
@@ -92,8 +92,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer) -> WarmupCosine:
 
 def build_model(args: argparse.Namespace) -> KeypointModule:
     torch.manual_seed(0)
-    head = getattr(heads, args.head)(**({} if args.head == "FCHead" else
-                                        {"output_stride": args.output_stride, "neck_channels": args.neck_channels}))
+    cls = getattr(heads, args.head)
+    head = cls(**({"output_stride": args.output_stride, "neck_channels": args.neck_channels}
+                  if cls.has_output_stride else {}))
     return KeypointModule(
         head, backbone=args.backbone, feature_index=args.feature_index, num_keypoints=args.keypoints,
         input_size=(args.input, args.input), flip_test=False,
@@ -108,7 +109,7 @@ class NoStepLogModule(KeypointModule):
     non-finite check), to measure what per-step logging costs."""
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self.head.loss(self(batch["image"]), batch["keypoints"], batch["visibility"])["loss"]
+        return self.compute_loss(self(batch["image"]), batch["keypoints"], batch["visibility"], batch.get("scale"))["loss"]
 
 
 def lightning_round(model: KeypointModule, batches: list[Batch], args: argparse.Namespace, device: torch.device,
@@ -127,7 +128,7 @@ def lightning_round(model: KeypointModule, batches: list[Batch], args: argparse.
     if args.checkpointing:
         from pytorch_lightning.callbacks import ModelCheckpoint
 
-        from kpreg.callbacks import LastCheckpoint
+        from kpreg.training.callbacks import LastCheckpoint
 
         callbacks += [ModelCheckpoint(dirpath=root / "ckpt", filename="best", monitor="train/loss", mode="min"),
                       LastCheckpoint(every_n_train_steps=100, dirpath=str(root / "ckpt"))]
@@ -152,7 +153,7 @@ def raw_round(model: KeypointModule, batches: list[Batch], args: argparse.Namesp
     stamps = []
     for batch in batches:
         raw = model(batch["image"])
-        loss = model.head.loss(raw, batch["keypoints"], batch["visibility"])["loss"]
+        loss = model.compute_loss(raw, batch["keypoints"], batch["visibility"], batch.get("scale"))["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing kpreg
 from kpreg.heads import __all__ as HEAD_NAMES  # noqa: E402
 from kpreg.heads.base import Head  # noqa: E402
-from kpreg.module import KeypointModule  # noqa: E402
+from kpreg.training.module import KeypointModule  # noqa: E402
 
 NUM_KEYPOINTS = 17
 
@@ -50,7 +50,7 @@ def train_step_times(model: KeypointModule, images: torch.Tensor, keypoints: tor
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             raw = model(images)
-            loss = model.head.loss(raw.float(), keypoints, visibility)["loss"]
+            loss = model.compute_loss(raw.float(), keypoints, visibility, None)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ Pixel centres are integers (as in OpenCV): pixel ``(row i, column j)`` is the un
 Four spaces appear in kpreg, each named in the shape comments of the code:
 
 * **original pixels** — the image file's pixels, 0-based centres. Metrics are computed here.
-  (MPII's ``.mat`` files are 1-based; they are converted once, in ``kpreg.data.mpii_files``.)
+  (MPII's ``.mat`` files are 1-based; they are converted once, in ``kpreg.formats.mpii``.)
 * **input pixels** — the network input crop (``H × W``), 0-based centres. Samples and heads' decoded
   outputs are in this space. An affine ``A`` (2×3) maps original → input; ``invert_affine(A)`` maps back.
 * **normalised** — ``[-1, 1]`` from the left edge of the first pixel to the right edge of the last

@@ -1,5 +1,8 @@
-"""Pure masked losses. ``weight`` is the per-keypoint visibility (B, K): invisible joints contribute
-nothing, and a batch with no visible joint gives an exact, finite zero (never 0/0)."""
+"""Pure losses and the one reduction of per-keypoint losses.
+
+Heads compute per-keypoint loss terms (B, K) with the functions below; ``reduce_keypoint_losses`` is the one place
+where they are reduced to the optimised scalar (visibility, per-keypoint weights, online hard keypoint mining).
+Invisible joints contribute nothing, and a batch with no visible joint gives an exact, finite zero (never 0/0)."""
 
 from __future__ import annotations
 
@@ -18,11 +21,43 @@ def masked_mean(per_joint: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (per_joint * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Visibility-weighted MSE between (B, K, h, w) heatmaps (SimpleBaseline's JointsMSELoss, up to
-    its constant ½): the mean squared error per joint, averaged over visible joints."""
-    per_joint = (f32(pred) - f32(target)).pow(2).mean(dim=(-2, -1))  # (B, K)
-    return masked_mean(per_joint, weight)
+def reduce_keypoint_losses(
+    per_keypoint: torch.Tensor,
+    visibility: torch.Tensor,
+    keypoint_weights: torch.Tensor | None = None,
+    ohkm_topk: int | None = None,
+) -> torch.Tensor:
+    """The optimised loss from a (B, K) per-keypoint loss: the one reduction every head's loss goes through.
+
+    * Without mining: the weighted mean over visible keypoints, ``Σ w_k v_bk l_bk / Σ w_k v_bk`` (``w`` = 1 without
+      ``keypoint_weights``: the masked mean), so the scale of the weights does not matter, only their ratios.
+    * ``ohkm_topk = k``: online hard keypoint mining (CPN, Chen et al. 2018; HRNet's ``use_ohkm``): per sample, the
+      mean of its ``k`` largest (weighted) visible keypoint losses (all of them if fewer are visible), then the mean
+      over the samples that have a visible keypoint. Only the mined keypoints receive gradient.
+    """
+    loss = f32(per_keypoint)  # (B, K)
+    vis = visibility.to(loss.dtype)  # (B, K)
+    w = vis if keypoint_weights is None else vis * keypoint_weights.to(loss)  # (B, K)
+    # where(), not a product: an invisible keypoint's loss may be anything finite, never a NaN source here.
+    weighted = torch.where(w > 0, loss * w, torch.zeros_like(loss))  # (B, K)
+    if ohkm_topk is None:
+        denom = w.sum()
+        return weighted.sum() / torch.where(denom > 0, denom, torch.ones_like(denom))
+    if ohkm_topk < 1:
+        raise ValueError(f"ohkm_topk must be >= 1, got {ohkm_topk}")
+    k = min(int(ohkm_topk), loss.shape[1])
+    masked = torch.where(w > 0, weighted, torch.full_like(weighted, -torch.inf))  # (B, K) invisible never mined
+    top, _ = masked.topk(k, dim=1)  # (B, k)
+    chosen = torch.isfinite(top)  # (B, k) fewer than k visible: the rest are -inf
+    per_sample = torch.where(chosen, top, torch.zeros_like(top)).sum(1) / chosen.sum(1).clamp(min=1)  # (B,)
+    has_any = chosen.any(1)  # (B,)
+    return per_sample.sum() / has_any.sum().clamp(min=1)
+
+
+def heatmap_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, K) mean squared error per joint between (B, K, h, w) heatmaps (SimpleBaseline's JointsMSELoss, up to
+    its constant ½, before the reduction over visible joints)."""
+    return (f32(pred) - f32(target)).pow(2).mean(dim=(-2, -1))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # A tiny synthetic run: the tiny timm test backbone, 32×32 images, a handful of samples.
 TINY_SYNTHETIC = [
-    "--config", "configs/synthetic/heatmap.yaml",
+    "--config", "configs/data/synthetic.yaml", "--config", "configs/heads/heatmap.yaml",
     "--model.backbone", "test_resnet",
     "--data.init_args.image_size", "32",
     "--data.init_args.num_train", "32",

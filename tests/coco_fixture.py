@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kpreg.data.coco_files import COCO_KEYPOINT_NAMES, COCO_SKELETON
+from kpreg.formats.coco import COCO_KEYPOINT_NAMES, COCO_SKELETON
 
 IMAGE_H, IMAGE_W = 96, 128
 # (image number, box [x, y, w, h] edges in original pixels) of the annotated instances, in file order.

@@ -18,7 +18,7 @@ TESTS = Path(__file__).resolve().parent
 STEPS_PER_EPOCH = 12
 EPOCHS = 3
 TINY_DETERMINISTIC = [
-    "--config", "configs/synthetic/heatmap.yaml",
+    "--config", "configs/data/synthetic.yaml", "--config", "configs/heads/heatmap.yaml",
     "--model.backbone", "test_resnet",
     "--data.init_args.image_size", "32",
     "--data.init_args.num_train", "48",
@@ -69,7 +69,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def final_val_metrics(run_dir: Path) -> dict[str, float]:
     """The last row with validation metrics over all CSVLogger versions of a run (a resume adds a version)."""
     rows: list[dict[str, str]] = []
-    for path in sorted(run_dir.glob("*/version_*/metrics.csv"),
+    for path in sorted(run_dir.rglob("version_*/metrics.csv"),
                        key=lambda p: int(p.parent.name.split("_")[1])):
         with open(path) as f:
             rows += [r for r in csv.DictReader(f) if r.get("val/score")]

@@ -16,6 +16,7 @@ from kpreg.losses import (
     js_regulariser,
     masked_mean,
     normalized_gaussian,
+    reduce_keypoint_losses,
     variance_regulariser,
 )
 from kpreg.ops import softmax_2d
@@ -48,8 +49,57 @@ def test_euclidean_gradient_is_finite_at_zero() -> None:
 def test_heatmap_mse_by_hand() -> None:
     pred, target = torch.ones(1, 2, 2, 2), torch.zeros(1, 2, 2, 2)
     target[0, 1] = 1.0  # joint 1 is perfect, joint 0 is off by 1 everywhere
-    assert heatmap_mse(pred, target, torch.tensor([[1, 1]])).item() == pytest.approx(0.5)
-    assert heatmap_mse(pred, target, torch.tensor([[0, 1]])).item() == 0.0
+    per_joint = heatmap_mse(pred, target)  # (1, 2)
+    assert per_joint.tolist() == [[1.0, 0.0]]
+    assert reduce_keypoint_losses(per_joint, torch.tensor([[1, 1]])).item() == pytest.approx(0.5)
+    assert reduce_keypoint_losses(per_joint, torch.tensor([[0, 1]])).item() == 0.0
+
+
+# ---- the one reduction of per-keypoint losses ----------------------------------------------------------
+# Two samples, three keypoints; sample 1 has keypoint 2 invisible (its loss, 100, must never count).
+LOSSES = torch.tensor([[1.0, 2.0, 3.0], [4.0, 6.0, 100.0]])
+VISIBLE = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+
+
+def test_reduction_is_the_masked_mean() -> None:
+    assert reduce_keypoint_losses(LOSSES, VISIBLE).item() == pytest.approx((1 + 2 + 3 + 4 + 6) / 5)
+    assert reduce_keypoint_losses(LOSSES, VISIBLE).item() == masked_mean(LOSSES, VISIBLE).item()
+
+
+def test_reduction_with_keypoint_weights_is_a_weighted_mean() -> None:
+    w = torch.tensor([1.0, 1.0, 2.0])  # e.g. mmpose's 1.5 for ankles: a ratio, the scale does not matter
+    expected = (1 + 2 + 2 * 3 + 4 + 6) / (1 + 1 + 2 + 1 + 1)
+    assert reduce_keypoint_losses(LOSSES, VISIBLE, w).item() == pytest.approx(expected)
+    assert reduce_keypoint_losses(LOSSES, VISIBLE, 10 * w).item() == pytest.approx(expected)
+
+
+def test_ohkm_takes_the_top_k_visible_keypoints_per_sample() -> None:
+    # k = 2: sample 0 → mean(3, 2) = 2.5; sample 1 → mean(6, 4) = 5 (the invisible 100 is never mined).
+    assert reduce_keypoint_losses(LOSSES, VISIBLE, ohkm_topk=2).item() == pytest.approx((2.5 + 5.0) / 2)
+    # k larger than the visible count: all visible keypoints of that sample (sample 1 has 2).
+    assert reduce_keypoint_losses(LOSSES, VISIBLE, ohkm_topk=3).item() == pytest.approx((2.0 + 5.0) / 2)
+    # a sample without a visible keypoint does not count in the mean over samples
+    vis = VISIBLE.clone()
+    vis[1] = 0
+    assert reduce_keypoint_losses(LOSSES, vis, ohkm_topk=2).item() == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="ohkm_topk"):
+        reduce_keypoint_losses(LOSSES, VISIBLE, ohkm_topk=0)
+
+
+def test_ohkm_gradient_reaches_only_the_mined_keypoints() -> None:
+    losses = LOSSES.clone().requires_grad_(True)
+    reduce_keypoint_losses(losses, VISIBLE, ohkm_topk=2).backward()
+    # d/dl of ((l02 + l01) / 2 + (l11 + l10) / 2) / 2: 1/4 on the mined, 0 elsewhere
+    assert losses.grad.tolist() == [[0.0, 0.25, 0.25], [0.25, 0.25, 0.0]]
+
+
+def test_reduction_of_an_all_invisible_batch_is_an_exact_zero_with_a_finite_gradient() -> None:
+    losses = LOSSES.clone().requires_grad_(True)
+    for topk in (None, 2):
+        total = reduce_keypoint_losses(losses, torch.zeros(2, 3), ohkm_topk=topk)
+        assert total.item() == 0.0
+        total.backward()
+        assert torch.isfinite(losses.grad).all()
 
 
 # ---- variance regulariser: the 3×3 map with p = 0.1 everywhere and 0.2 at (x=2, y=0) -----------------

@@ -16,7 +16,7 @@ padded by ``padding`` (1.25) with ``kpreg.coords.box_to_center_size``. Where a d
 ``box_source`` takes the box from the labelled keypoints' extent or the whole image instead.
 
 Keypoint names, skeleton, flip pairs and OKS sigmas come from the JSON's ``categories`` (see
-``kpreg.data.coco_files.read_category``), overridable in the config, so a user trains on their own data
+``kpreg.formats.coco.read_category``), overridable in the config, so a user trains on their own data
 by pointing ``train_ann`` / ``val_ann`` / ``*_images`` at their files.
 
 Bad input never disappears silently: structural errors (no ``keypoints`` field, a length other than 3·K,
@@ -38,22 +38,23 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pytorch_lightning.utilities import rank_zero_only
-from rich.table import Table
 from torch.utils.data import Dataset
 
 from kpreg.coords import box_to_center_size
-from kpreg.data.coco_files import (
+from kpreg.data.datamodule import KeypointDataModule, check_flip_pairs
+from kpreg.data.sample import BOX_AREA_FACTOR, extent_box
+from kpreg.data.topdown import Augmentation, DataError, PersonRecord, TopDownDataset, TopDownTransform
+from kpreg.formats.coco import (
     COCO_KEYPOINT_NAMES,
     KeypointCategory,
     load_coco,
+    prepare_gt,
     read_category,
     validate_coco_keypoints,
     write_results_json,
 )
-from kpreg.data.datamodule import KeypointDataModule, check_flip_pairs
-from kpreg.data.topdown import Augmentation, DataError, PersonRecord, TopDownDataset, TopDownTransform
-from kpreg.metrics.batch_oks import BatchOKSAP
-from kpreg.metrics.coco_score import coco_table, prepare_gt
+from kpreg.formats.layout import EvaluationSpec
+from kpreg.formats.oks import make_results
 
 BoxSource = Literal["bbox", "keypoints", "image"]
 
@@ -168,9 +169,15 @@ class COCODataModule(KeypointDataModule):
         augmentation: training augmentation (default ``COCO_AUGMENTATION``, SimpleBaseline's).
         upper_body_ids: joints of the upper body for half-body crops (default COCO's for COCO-17 names).
         use_nms / nms_thr / kp_score_thr: OKS-NMS and instance rescoring of the metric (``OKSAP``).
+        batch_size / num_workers / pin_memory / persistent_workers / primary_metric: see ``KeypointDataModule``.
+
+    Every sample's scale (``meta.norm_length``, ``meta.box_size``) is the larger side of its instance box (the
+    annotation's ``bbox``, or its labelled keypoints' extent where it has none), and its OKS area the annotation's
+    ``area`` (else 0.53 × box area): pixel error, PCK and the uncertainty figures are box-relative here.
     """
 
-    primary_metric = "AP"
+    default_primary_metric = "AP"
+    scale_kind = "box"
 
     def __init__(
         self,
@@ -198,8 +205,9 @@ class COCODataModule(KeypointDataModule):
         num_workers: int = 4,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        primary_metric: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers)
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric)
         paths = {"train_ann": train_ann, "val_ann": val_ann, "train_images": train_images, "val_images": val_images}
         for key, rel in _LAYOUT.items():
             if paths[key] is None and root is not None:
@@ -234,6 +242,7 @@ class COCODataModule(KeypointDataModule):
         )
         self.det_category_id = self.category.id if det_category_id is None else int(det_category_id)
         self.keypoint_names = list(self.category.keypoint_names)
+        self.sigmas = [float(v) for v in self.category.sigmas]
         self.skeleton = [tuple(e) for e in self.category.skeleton]
         self.flip_pairs = check_flip_pairs(self.category.flip_pairs, self.num_keypoints)
         if upper_body_ids is None:
@@ -249,9 +258,8 @@ class COCODataModule(KeypointDataModule):
         return self._input_size
 
     @property
-    def sigmas(self) -> np.ndarray:
-        """(K,) OKS sigmas of the metric (COCOeval units)."""
-        return self.category.sigmas
+    def flip_augmentation(self) -> bool:
+        return self.augmentation.flip_prob > 0
 
     # ---- files → records ---------------------------------------------------------------------------
     def _ann_path(self, split: str) -> Path:
@@ -359,7 +367,8 @@ class COCODataModule(KeypointDataModule):
                 report.skipped["annotation(s) whose keypoints span no area (box_source keypoints)"] += 1
                 continue
             center, size = crop
-            area = float(size[0] * size[1])  # the padded box, as HRNet / mmpose use for OKS-NMS
+            instance_w, instance_h = _instance_box(ann, xy, labelled)
+            instance_size = max(instance_w, instance_h)
             records.append(
                 PersonRecord(
                     image_path=str(image_dir / img["file_name"]),
@@ -367,8 +376,11 @@ class COCODataModule(KeypointDataModule):
                     box_size=size,
                     keypoints=np.where(labelled[:, None], xy, 0.0),
                     visible=labelled,
-                    norm_length=area,
-                    extra={"image_id": int(img["id"]), "box_score": 1.0, "area": area},
+                    norm_length=instance_size,
+                    instance_size=instance_size,
+                    area=_object_area(ann, instance_w, instance_h),
+                    # the padded crop box's area is HRNet / mmpose's OKS-NMS area
+                    extra={"image_id": int(img["id"]), "box_score": 1.0, "nms_area": float(size[0] * size[1])},
                 )
             )
         report.samples, report.images = len(records), len({r.extra["image_id"] for r in records})
@@ -405,7 +417,7 @@ class COCODataModule(KeypointDataModule):
                 report.skipped["detection(s) with a zero or negative size box"] += 1
                 continue
             center, size = box_to_center_size(det["bbox"], aspect, self.padding)
-            area = float(size[0] * size[1])
+            det_w, det_h = float(det["bbox"][2]), float(det["bbox"][3])
             records.append(
                 PersonRecord(
                     image_path=str(self.val_images / img["file_name"]),  # type: ignore[operator]
@@ -413,8 +425,10 @@ class COCODataModule(KeypointDataModule):
                     box_size=size,
                     keypoints=np.zeros((k, 2)),  # unknown for a detected box: no loss, AP against the GT file
                     visible=np.zeros(k, dtype=bool),
-                    norm_length=area,
-                    extra={"image_id": int(img["id"]), "box_score": score, "area": area},
+                    norm_length=max(det_w, det_h),
+                    instance_size=max(det_w, det_h),
+                    area=BOX_AREA_FACTOR * det_w * det_h,
+                    extra={"image_id": int(img["id"]), "box_score": score, "nms_area": float(size[0] * size[1])},
                 )
             )
         report.samples, report.images = len(records), len({r.extra["image_id"] for r in records})
@@ -458,14 +472,16 @@ class COCODataModule(KeypointDataModule):
             self._coco_gt = load_coco(prepare_gt(self._load("val")))
         return self._coco_gt
 
-    def build_metric(self) -> BatchOKSAP:
-        return BatchOKSAP(
-            self.coco_gt(),
-            sigmas=self.sigmas,
-            use_nms=self.use_nms,
-            nms_thr=self.nms_thr,
-            kp_score_thr=self.kp_score_thr,
-            category_id=self.category.id,
+    def evaluation(self) -> EvaluationSpec:
+        boxes = f"detected boxes ({self.bbox_file.name})" if self.bbox_file else "GT boxes"
+        return EvaluationSpec(
+            layout=self.layout,
+            scale="box",
+            primary=self.primary_metric,
+            title=f"{self.category.name or 'COCO'} keypoints, {boxes}",
+            coco_gt=self.coco_gt(),
+            oks={"use_nms": self.use_nms, "nms_thr": self.nms_thr, "kp_score_thr": self.kp_score_thr,
+                 "category_id": self.category.id},
         )
 
     def write_predictions(
@@ -480,20 +496,26 @@ class COCODataModule(KeypointDataModule):
         bad = [i for i in idx if not 0 <= i < len(records)]
         if bad:
             raise DataError(f"prediction indices {bad[:5]} are outside the test split ({len(records)} samples)")
-        metric = self.build_metric()
-        metric.update(
-            coords.double(),
-            scores.double(),
-            {
-                key: torch.tensor([records[i].extra[key] for i in idx], dtype=dtype)
-                for key, dtype in (("image_id", torch.int64), ("box_score", torch.float64), ("area", torch.float64))
-            },
-        )
-        return [write_results_json(Path(out_dir) / "results.json", metric.results())]
+        extra = {key: np.array([records[i].extra[key] for i in idx]) for key in ("image_id", "box_score", "nms_area")}
+        results = make_results(coords.double().cpu().numpy(), scores.double().cpu().numpy(), extra["image_id"],
+                               extra["box_score"], extra["nms_area"], self.category.id, self.sigmas, self.use_nms,
+                               self.nms_thr, self.kp_score_thr)
+        return [write_results_json(Path(out_dir) / "results.json", results)]
 
-    def metric_table(self, metrics: dict[str, float]) -> Table:
-        boxes = f"detected boxes ({self.bbox_file.name})" if self.bbox_file else "GT boxes"
-        return coco_table(metrics, title=f"{self.category.name or 'COCO'} keypoints — OKS AP, {boxes}")
+
+def _instance_box(ann: dict[str, Any], xy: np.ndarray, labelled: np.ndarray) -> tuple[float, float]:
+    """(w, h) of an annotation's instance: its ``bbox`` when valid, else its labelled keypoints' extent."""
+    if not _zero_size(ann):
+        return float(ann["bbox"][2]), float(ann["bbox"][3])
+    return extent_box(xy, labelled)
+
+
+def _object_area(ann: dict[str, Any], w: float, h: float) -> float:
+    """The annotation's segment ``area`` (COCO's OKS scale s²) when given and positive, else 0.53 × w × h."""
+    area = ann.get("area")
+    if isinstance(area, (int, float)) and math.isfinite(area) and area > 0:
+        return float(area)
+    return BOX_AREA_FACTOR * w * h
 
 
 def _zero_size(entry: dict[str, Any]) -> bool:

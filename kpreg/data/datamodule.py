@@ -1,8 +1,10 @@
-"""The dataset-agnostic part of every datamodule: loaders, keypoint metadata, the metric factory.
+"""The dataset-agnostic part of every datamodule: loaders, keypoint layout, the evaluation declaration.
 
-A subclass provides the datasets (``_build_datasets``), the keypoint metadata (names, flip pairs,
-skeleton), the validation metric, and how to write predictions. ``KeypointModule`` and the CLI read only
-what is declared here, so they never know which dataset runs.
+A subclass provides the datasets (``_build_datasets``), the keypoint layout (names, flip pairs, skeleton, OKS
+sigmas), its evaluation protocol (``evaluation()``: which scale normalises errors, the primary metric, a COCO
+ground truth where there is one) and how to write predictions in its own file format. ``KeypointModule`` and the
+CLI read only what is declared here, so they never know which dataset runs; ``kpreg.metrics.build_metrics`` turns
+the declaration into metrics.
 """
 
 from __future__ import annotations
@@ -11,21 +13,21 @@ import os
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
-import torchmetrics
-from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
-from kpreg.samplers import (
+from kpreg.data.samplers import (
     PaddedEvalSampler,
     PaddingFlagDataset,
     ResumableDataLoader,
     ResumableTrainSampler,
     padded_eval_length,
 )
+from kpreg.formats.layout import EvaluationSpec, KeypointLayout, ScaleKind
 
 
 class KeypointDataModule(pl.LightningDataModule):
@@ -34,12 +36,19 @@ class KeypointDataModule(pl.LightningDataModule):
     num_workers: loader processes (0 = load in the main process).
     pin_memory: page-locked host memory for faster host → GPU copies.
     persistent_workers: keep loader processes alive between epochs.
+    primary_metric: the metric key that selects the best checkpoint (``None``: the dataset's default, e.g. PCKh
+        ``Mean`` on MPII, ``AP`` on COCO, ``MeanError`` on DeepLabCut projects). Any key the dataset's metrics
+        report is allowed, e.g. ``MeanError`` (pixels, lower is better) or ``PCK@0.1``; checkpointing follows its
+        direction.
     """
 
     keypoint_names: list[str]
     flip_pairs: list[tuple[int, int]]
     skeleton: list[tuple[int, int]]
-    primary_metric: str = "Mean"  # the key of ``build_metric().compute()`` that selects the best checkpoint
+    sigmas: list[float]  # OKS sigmas per keypoint (COCOeval units)
+    default_primary_metric: ClassVar[str] = "MeanError"
+    scale_kind: ClassVar[ScaleKind] = "box"  # what meta.norm_length is (kpreg.formats.layout)
+    title: ClassVar[str] = "validation"
 
     def __init__(
         self,
@@ -47,18 +56,42 @@ class KeypointDataModule(pl.LightningDataModule):
         num_workers: int = 2,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        primary_metric: str | None = None,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
+        self.primary_metric = primary_metric or self.default_primary_metric
         self.datasets: dict[str, Dataset] = {}
+        # Class-level keypoint layouts (MPII's, the synthetic data's) are copied per instance: the CLI links these
+        # lists into the model, and nothing done to an instance's copy may change the class's.
+        for name in ("keypoint_names", "flip_pairs", "skeleton", "sigmas"):
+            if hasattr(self, name):
+                setattr(self, name, [tuple(v) if isinstance(v, (list, tuple)) else v for v in getattr(self, name)])
 
     # ---- what the model is linked to -------------------------------------------------------------
     @property
     def num_keypoints(self) -> int:
         return len(self.keypoint_names)
+
+    @property
+    def flip_augmentation(self) -> bool:
+        """Whether training flips images (then the model has learned mirrored images, and a flip test is sound even
+        without left/right pairs). Datamodules with augmentation override this."""
+        return False
+
+    @property
+    def layout(self) -> KeypointLayout:
+        """The keypoints: names, skeleton, flip pairs, OKS sigmas."""
+        sigmas = getattr(self, "sigmas", None)
+        return KeypointLayout(
+            names=tuple(self.keypoint_names),
+            skeleton=tuple(tuple(e) for e in self.skeleton),  # type: ignore[misc]
+            flip_pairs=tuple(tuple(p) for p in self.flip_pairs),  # type: ignore[misc]
+            sigmas=tuple(float(s) for s in sigmas) if sigmas is not None and len(sigmas) else (),
+        )
 
     @property
     @abstractmethod
@@ -81,7 +114,7 @@ class KeypointDataModule(pl.LightningDataModule):
         return int(trainer.world_size), int(trainer.global_rank)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        # Our own DistributedSampler subclasses (kpreg.samplers): Lightning leaves them in place. Training:
+        # Our own DistributedSampler subclasses (kpreg.data.samplers): Lightning leaves them in place. Training:
         # a seeded, epoch-dependent shard whose position is checkpointed (exact mid-epoch resume). Evaluation:
         # in-order shards padded to equal length with the pads flagged, so every sample counts exactly once.
         if split not in self.datasets:
@@ -112,10 +145,10 @@ class KeypointDataModule(pl.LightningDataModule):
         return self._loader("test", train=False)
 
     # ---- evaluation --------------------------------------------------------------------------------
-    @abstractmethod
-    def build_metric(self) -> torchmetrics.Metric:
-        """A fresh metric with ``update(pred (B,K,2) original px, scores (B,K), meta)``; ``compute()``
-        returns a flat dict of floats that includes ``primary_metric``."""
+    def evaluation(self) -> EvaluationSpec:
+        """How this dataset is evaluated (``kpreg.metrics.build_metrics`` builds its metrics from this)."""
+        return EvaluationSpec(layout=self.layout, scale=self.scale_kind, primary=self.primary_metric,
+                              title=self.title)
 
     @abstractmethod
     def write_predictions(
@@ -123,17 +156,24 @@ class KeypointDataModule(pl.LightningDataModule):
     ) -> list[Path]:
         """Write test-split predictions (in dataset order, original pixels) in the dataset's own format."""
 
-    @abstractmethod
-    def metric_table(self, metrics: dict[str, float]) -> Table:
-        """The metric table printed by evaluate.py."""
-
     def describe(self) -> dict[str, Any]:
-        """Keypoint metadata for logging and drawing."""
-        return {
-            "keypoint_names": list(self.keypoint_names),
-            "flip_pairs": [list(p) for p in self.flip_pairs],
-            "skeleton": [list(e) for e in self.skeleton],
-        }
+        """Keypoint metadata for logging, drawing and checkpoints."""
+        return self.layout.describe()
+
+    # ---- what a head may learn from before training (``Head.fit``) ---------------------------------
+    def training_keypoints(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training set's keypoints in input pixels without augmentation, (N, K, 2), and their visibility
+        (N, K): what ``Head.fit`` sees once before training (e.g. to cluster anchor poses)."""
+        if "train" not in self.datasets:
+            self.setup("fit")
+        dataset = self.datasets["train"]
+        fast = getattr(dataset, "keypoints_only", None)  # top-down datasets: no image is read
+        if fast is not None:
+            return fast()
+        samples = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]
+        keypoints = np.stack([s["keypoints"].numpy() for s in samples]).astype(np.float64)
+        visibility = np.stack([s["visibility"].numpy() for s in samples]) > 0
+        return keypoints, visibility
 
 
 def check_flip_pairs(flip_pairs: Sequence[Sequence[int]], num_keypoints: int) -> list[tuple[int, int]]:

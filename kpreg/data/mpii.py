@@ -6,7 +6,7 @@
       annot/gt_valid.mat    its official ground truth: pos_gt_src, jnt_missing, headboxes_src
       images/*.jpg          the MPII images
 
-All files are MATLAB 1-based; ``kpreg.data.mpii_files`` converts them to kpreg's 0-based convention on
+All files are MATLAB 1-based; ``kpreg.formats.mpii`` converts them to kpreg's 0-based convention on
 read (and back on write), so nothing here adds or subtracts 1.
 
 Crop. HRNet's ``lib/dataset/mpii.py`` (as SimpleBaseline) enlarges the annotated person before cropping,
@@ -32,21 +32,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.table import Table
 from torch.utils.data import Dataset
 
 from kpreg.data.datamodule import KeypointDataModule
-from kpreg.data.mpii_files import (
+from kpreg.data.sample import BOX_AREA_FACTOR
+from kpreg.data.topdown import Augmentation, DataError, PersonRecord, TopDownDataset, TopDownTransform
+from kpreg.formats.mpii import (
+    MPII_FLIP_PAIRS,
+    MPII_JOINT_NAMES,
+    MPII_SIGMAS,
+    MPII_SKELETON,
     MPIIAnnotation,
     MPIIGroundTruth,
     load_annotation_json,
     load_gt_mat,
     save_pred_mat,
 )
-from kpreg.data.topdown import Augmentation, DataError, PersonRecord, TopDownDataset, TopDownTransform
-from kpreg.metrics.batch_pckh import BatchPCKh
-from kpreg.metrics.mpii_score import mpii_table
-from kpreg.metrics.pckh import MPII_FLIP_PAIRS, MPII_JOINT_NAMES, MPII_SKELETON
 
 PIXEL_STD = 200.0  # MPII's ``scale`` is the person height / 200 px
 # Joints of the upper body for half-body augmentation (HRNet: thorax, neck, head, arms).
@@ -103,13 +104,16 @@ class MPIIDataModule(KeypointDataModule):
             scale ±25 %, rotation ±30° with probability 0.6, flip 0.5, no half-body, no colour jitter.
         scale_padding: the person box is ``scale × 200 × scale_padding`` pixels wide (HRNet: 1.25).
         center_shift: the box centre moves down by ``center_shift × scale`` pixels (HRNet: 15).
-        batch_size / num_workers / pin_memory / persistent_workers: see ``KeypointDataModule``.
+        batch_size / num_workers / pin_memory / persistent_workers / primary_metric: see ``KeypointDataModule``.
     """
 
     keypoint_names = list(MPII_JOINT_NAMES)
     flip_pairs = [tuple(p) for p in MPII_FLIP_PAIRS]
     skeleton = [tuple(e) for e in MPII_SKELETON]
-    primary_metric = "Mean"
+    sigmas = list(MPII_SIGMAS)
+    default_primary_metric = "Mean"
+    scale_kind = "head"
+    title = "MPII validation"
 
     def __init__(
         self,
@@ -127,8 +131,9 @@ class MPIIDataModule(KeypointDataModule):
         num_workers: int = 4,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        primary_metric: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers)
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric)
         self.root = Path(root)
         self._input_size = (int(input_size[0]), int(input_size[1]))
         self.augmentation = Augmentation(
@@ -146,6 +151,10 @@ class MPIIDataModule(KeypointDataModule):
     def input_size(self) -> tuple[int, int]:
         return self._input_size
 
+    @property
+    def flip_augmentation(self) -> bool:
+        return self.augmentation.flip_prob > 0
+
     # ---- files -------------------------------------------------------------------------------------
     @property
     def gt_path(self) -> Path:
@@ -162,6 +171,7 @@ class MPIIDataModule(KeypointDataModule):
 
     def _record(self, ann: MPIIAnnotation, keypoints: np.ndarray, visible: np.ndarray, norm_length: float) -> PersonRecord:
         center, box_size = crop_box(ann, self.input_size, self.scale_padding, self.center_shift)
+        person = ann.scale * PIXEL_STD  # MPII's person box: scale × 200 px on a side (no segment areas)
         return PersonRecord(
             image_path=str(self.root / "images" / ann.image),
             center=center,
@@ -169,6 +179,8 @@ class MPIIDataModule(KeypointDataModule):
             keypoints=keypoints,
             visible=visible,
             norm_length=norm_length,
+            instance_size=person,
+            area=BOX_AREA_FACTOR * person**2,
             extra={},
         )
 
@@ -206,9 +218,6 @@ class MPIIDataModule(KeypointDataModule):
         return datasets
 
     # ---- evaluation --------------------------------------------------------------------------------
-    def build_metric(self) -> BatchPCKh:
-        return BatchPCKh(joint_names=self.keypoint_names)
-
     def write_predictions(
         self, out_dir: Path, indices: torch.Tensor, coords: torch.Tensor, scores: torch.Tensor
     ) -> list[Path]:
@@ -226,6 +235,3 @@ class MPIIDataModule(KeypointDataModule):
         path = Path(out_dir) / "pred.mat"
         save_pred_mat(path, coords.double().cpu().numpy())  # (N, 16, 2) 0-based → written 1-based
         return [path]
-
-    def metric_table(self, metrics: dict[str, float]) -> Table:
-        return mpii_table(metrics, title="MPII validation PCKh")

@@ -5,15 +5,21 @@ A sample is a dict::
     image       (3, H, W) float32   normalised input crop (ImageNet mean / std)
     keypoints   (K, 2)    float32   x,y input pixels (kpreg.coords convention)
     visibility  (K,)      float32   1 = labelled (counts in losses and metrics), 0 = not labelled
+    scale       ()        float32   the object's scale in input pixels: sqrt(area), COCO's OKS ``s`` (the area is
+                                    the annotation's segment area where a dataset has one, else 0.53 × its box's
+                                    w × h, xtcocoapi's convention), for scale-aware losses (OKS loss)
     meta        dict:
       index           int64          position of the sample in its dataset (predictions are written in this order)
       affine_inv      (2, 3) float64 input pixels → original pixels
       keypoints_orig  (K, 2) float64 ground truth in original pixels (what metrics compare against)
-      visible_orig    (K,)   bool    joints that count in metrics
-      norm_length     float64        the metric's normaliser (PCKh: head size = 0.6 × head-box diagonal)
+      visible_orig    (K,)   bool    keypoints that count in metrics
+      norm_length     float64        the sample's scale in original pixels, what normalised errors divide by:
+                                     PCKh's head size (0.6 × head-box diagonal) on head-normalised datasets (MPII,
+                                     synthetic), ``box_size`` on every other (``kpreg.formats.layout.ScaleKind``)
+      box_size        float64        the larger side of the instance's box in original pixels (box-relative PCK)
       + dataset-specific entries (e.g. occluded flags, image ids, box scores)
 
-Heads only ever see ``image``, ``keypoints`` and ``visibility``; metrics only ``meta``.
+Heads only ever see ``image``, ``keypoints``, ``visibility`` and ``scale``; metrics only ``meta``.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 _SCALE = torch.from_numpy(1.0 / (255.0 * IMAGENET_STD)).view(3, 1, 1)
 _SHIFT = torch.from_numpy(-IMAGENET_MEAN / IMAGENET_STD).view(3, 1, 1)
 
-SAMPLE_KEYS = ("image", "keypoints", "visibility", "meta")
-META_KEYS = ("index", "affine_inv", "keypoints_orig", "visible_orig", "norm_length")
+SAMPLE_KEYS = ("image", "keypoints", "visibility", "scale", "meta")
+META_KEYS = ("index", "affine_inv", "keypoints_orig", "visible_orig", "norm_length", "box_size")
+
+# xtcocoapi's (CrowdPose's) object area for instances without a segment: this fraction of the box's w × h.
+BOX_AREA_FACTOR = 0.53
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -60,20 +69,38 @@ def make_sample(
     keypoints_orig: np.ndarray,
     visible_orig: np.ndarray,
     norm_length: float,
+    box_size: float,
+    scale: float,
     **extra_meta: Any,
 ) -> dict[str, Any]:
-    """Assemble a sample in the contract's types and shapes."""
+    """Assemble a sample in the contract's types and shapes (``scale`` in input pixels, the rest as above)."""
     meta: dict[str, Any] = {
         "index": torch.tensor(index, dtype=torch.int64),
         "affine_inv": torch.as_tensor(affine_inv, dtype=torch.float64),
         "keypoints_orig": torch.as_tensor(keypoints_orig, dtype=torch.float64),
         "visible_orig": torch.as_tensor(visible_orig, dtype=torch.bool),
         "norm_length": torch.tensor(float(norm_length), dtype=torch.float64),
+        "box_size": torch.tensor(float(box_size), dtype=torch.float64),
     }
     meta.update({k: torch.as_tensor(v) for k, v in extra_meta.items()})
     return {
         "image": image_to_tensor(image),
         "keypoints": torch.as_tensor(keypoints, dtype=torch.float32),
         "visibility": torch.as_tensor(visibility, dtype=torch.float32),
+        "scale": torch.tensor(float(scale), dtype=torch.float32),
         "meta": meta,
     }
+
+
+def extent_box(points: np.ndarray, labelled: np.ndarray) -> tuple[float, float]:
+    """(w, h) of the labelled points' extent (original pixels); (0, 0) when fewer than two are labelled."""
+    pts = np.asarray(points, dtype=np.float64)[np.asarray(labelled, dtype=bool)]  # (L, 2)
+    if len(pts) < 2:
+        return 0.0, 0.0
+    w, h = pts.max(axis=0) - pts.min(axis=0)
+    return float(w), float(h)
+
+
+def affine_zoom(affine: np.ndarray) -> float:
+    """Input pixels per original pixel of a (2, 3) original → input affine (sqrt of its linear part's |det|)."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:, :2]))))

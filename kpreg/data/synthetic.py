@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from kpreg.metrics.pckh import MPII_FLIP_PAIRS, MPII_JOINT_NAMES, MPII_SKELETON
+from kpreg.formats.mpii import MPII_FLIP_PAIRS, MPII_JOINT_NAMES, MPII_SKELETON
 
 NUM_JOINTS = len(MPII_JOINT_NAMES)
 # MPII indices, named for readability below.
@@ -133,8 +133,9 @@ def _distractors(rng: np.random.Generator, img: np.ndarray, size: int) -> None:
             cv2.line(img, _fixed(c), _fixed(c + d), colour, int(rng.integers(2, 5)), cv2.LINE_AA, _SHIFT)
 
 
-def render_figure(seed: int, index: int, size: int = 64) -> SyntheticFigure:
-    """Draw sample ``index`` of the stream ``seed`` on a ``size × size`` image (deterministic)."""
+def render_figure(seed: int, index: int, size: int = 64, joint_markers: bool = True) -> SyntheticFigure:
+    """Draw sample ``index`` of the stream ``seed`` on a ``size × size`` image (deterministic). The random stream
+    is the same with and without ``joint_markers``: only the markers differ."""
     rng = np.random.default_rng([seed, index])
     pose, facing = _pose(rng)
 
@@ -176,7 +177,7 @@ def render_figure(seed: int, index: int, size: int = 64) -> SyntheticFigure:
         for a, b in limbs:
             cv2.line(img, _fixed(keypoints[a]), _fixed(keypoints[b]), colour, thick, cv2.LINE_AA, _SHIFT)
     joint_radius = max(1, thick // 2 + 1)
-    for k in range(NUM_JOINTS):  # small joint markers, darker than the limb
+    for k in range(NUM_JOINTS if joint_markers else 0):  # small joint markers, darker than the limb
         cv2.circle(img, _fixed(keypoints[k]), joint_radius * _ONE // 2, (40, 40, 40), -1, cv2.LINE_AA, _SHIFT)
 
     occluded = np.zeros(NUM_JOINTS, dtype=bool)

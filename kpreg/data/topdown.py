@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from kpreg.coords import apply_affine, crop_affine, flip_permutation, invert_affine
-from kpreg.data.sample import make_sample
+from kpreg.data.sample import affine_zoom, make_sample
 
 
 class DataError(ValueError):
@@ -69,7 +69,9 @@ class PersonRecord:
     box_size: np.ndarray  # (2,) w,h of the box to crop, already at the input's aspect ratio
     keypoints: np.ndarray  # (K, 2) x,y
     visible: np.ndarray  # (K,) bool, labelled joints
-    norm_length: float  # the metric's normaliser (PCKh head size; box area for COCO)
+    norm_length: float  # the sample's scale: PCKh's head size (MPII), else instance_size (kpreg.data.sample)
+    instance_size: float  # the larger side of the instance's (unpadded) box, for box-relative PCK
+    area: float  # the object's area, px² (segment area, else 0.53 × box w × h): the OKS scale s² of the sample
     extra: dict[str, Any]  # dataset-specific meta (image id, box score …), numbers only
 
 
@@ -248,6 +250,21 @@ class TopDownDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def keypoints_only(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every record's keypoints in input pixels as evaluation crops them (no augmentation, no image read):
+        (N, K, 2) and visibility (N, K) bool. For ``Head.fit`` (see ``KeypointDataModule.training_keypoints``)."""
+        h, w = self.transform.input_size
+        keypoints, visible = [], []
+        for rec in self.records:
+            affine, _ = self.transform.draw(rec, None)  # (2, 3) original → input, no augmentation
+            kp = apply_affine(rec.keypoints, affine)  # (K, 2) input pixels
+            inside = (kp[:, 0] >= -0.5) & (kp[:, 0] <= w - 0.5) & (kp[:, 1] >= -0.5) & (kp[:, 1] <= h - 0.5)
+            keypoints.append(kp)
+            visible.append(rec.visible & inside)
+        if not self.records:
+            raise DataError("the training split has no samples: nothing to fit the head on")
+        return np.stack(keypoints), np.stack(visible)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item())) if self.train else None
@@ -273,5 +290,7 @@ class TopDownDataset(Dataset):
             keypoints_orig=keypoints_orig,
             visible_orig=visible_orig,
             norm_length=rec.norm_length,
+            box_size=rec.instance_size,
+            scale=np.sqrt(max(rec.area, 0.0)) * affine_zoom(affine),  # input pixels
             **rec.extra,
         )

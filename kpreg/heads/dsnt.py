@@ -17,7 +17,7 @@ import torch
 
 from kpreg.coords import normalized_to_pixels, pixels_to_cells, pixels_to_normalized
 from kpreg.heads.neck import NeckKind, SpatialHead, map_spread
-from kpreg.losses import coord_loss_per_joint, js_regulariser, masked_mean, variance_regulariser
+from kpreg.losses import coord_loss_per_joint, js_regulariser, variance_regulariser
 from kpreg.ops import bilinear_splat, dsnt, softmax_2d
 
 Regulariser = Literal["none", "variance", "js"]
@@ -31,11 +31,14 @@ class DSNTHead(SpatialHead):
     reg_weight: λ, the regulariser's weight.
     """
 
+    name = "dsnt"
+    variants = {"DSNT (JS)": {}}
+
     def __init__(
         self,
         output_stride: int = 4,
         neck: NeckKind = "deconv",
-        neck_channels: int = 256,
+        neck_channels: int | None = None,
         regulariser: Regulariser = "js",
         reg_sigma: float = 1.0,
         reg_weight: float = 1.0,
@@ -48,21 +51,22 @@ class DSNTHead(SpatialHead):
         self.reg_weight = reg_weight
 
     def loss(
-        self, raw: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor
+        self,
+        raw: torch.Tensor,
+        keypoints: torch.Tensor,
+        visibility: torch.Tensor,
+        scale: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         probs = softmax_2d(raw)  # (B, K, h, w) float32
         pred = dsnt(probs)  # (B, K, 2) normalised
         target = pixels_to_normalized(keypoints.float(), self.spec.input_size)  # (B, K, 2) normalised
-        euclid = masked_mean(coord_loss_per_joint(pred, target, "euclidean"), visibility)
+        terms = {"euclidean": coord_loss_per_joint(pred, target, "euclidean")}  # (B, K)
         if self.regulariser == "variance":
-            reg = masked_mean(variance_regulariser(probs, self.reg_sigma), visibility)
+            terms["regulariser"] = self.reg_weight * variance_regulariser(probs, self.reg_sigma)  # (B, K)
         elif self.regulariser == "js":
             centers = pixels_to_cells(keypoints.float(), self.output_stride)  # (B, K, 2) x,y cells
-            reg = masked_mean(js_regulariser(probs, centers, self.reg_sigma), visibility)
-        else:
-            reg = euclid.new_zeros(())
-        total = euclid + self.reg_weight * reg
-        return {"loss": total, "euclidean": euclid.detach(), "regulariser": reg.detach()}
+            terms["regulariser"] = self.reg_weight * js_regulariser(probs, centers, self.reg_sigma)  # (B, K)
+        return terms
 
     def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probs = softmax_2d(raw)  # (B, K, h, w)

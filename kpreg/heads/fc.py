@@ -17,7 +17,7 @@ from torch import nn
 
 from kpreg.coords import normalized_to_pixels, pixels_to_normalized
 from kpreg.heads.base import Head, HeadSpec
-from kpreg.losses import coord_loss_per_joint, masked_mean
+from kpreg.losses import coord_loss_per_joint
 
 FCLoss = Literal["l1", "l2", "smooth_l1"]
 
@@ -30,6 +30,9 @@ class FCHead(Head):
     momentum: update rate of the running mean / std of the targets.
     init_std: the std used before any statistics are seen (normalised units).
     """
+
+    name = "fc"
+    variants = {"FC": {}}
 
     def __init__(
         self, hidden: int = 256, loss: FCLoss = "l1", momentum: float = 0.01, init_std: float = 0.5
@@ -97,13 +100,15 @@ class FCHead(Head):
             self.stats_seen.fill_(True)
 
     def loss(
-        self, raw: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor
+        self,
+        raw: torch.Tensor,
+        keypoints: torch.Tensor,
+        visibility: torch.Tensor,
+        scale: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         if self.training:
             self._update_stats(keypoints, visibility)
-        per_joint = coord_loss_per_joint(raw.float(), self.standardise(keypoints), self.coord_loss)  # (B, K)
-        total = masked_mean(per_joint, visibility)
-        return {"loss": total, "coord": total.detach()}
+        return {"coord": coord_loss_per_joint(raw.float(), self.standardise(keypoints), self.coord_loss)}  # (B, K)
 
     def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
         return self.standardise(keypoints)  # (B, K, 2): the loss's own target

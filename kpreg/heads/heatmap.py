@@ -28,12 +28,20 @@ class HeatmapHead(SpatialHead):
         (Gaussian modulation with ``sigma`` then a Newton step on the log heatmap).
     """
 
+    name = "heatmap"
+    variants = {
+        "heatmap (quarter)": {},
+        "heatmap (argmax)": {"decoder": "argmax"},
+        "heatmap (DARK)": {"decoder": "dark"},
+        "heatmap (DARK, σ = 1)": {"decoder": "dark", "sigma": 1.0},
+    }
+
     def __init__(
         self,
         output_stride: int = 4,
         sigma: float = 2.0,
         neck: NeckKind = "deconv",
-        neck_channels: int = 256,
+        neck_channels: int | None = None,
         decoder: Decoder = "quarter",
     ) -> None:
         super().__init__(output_stride, neck, neck_channels)
@@ -47,10 +55,13 @@ class HeatmapHead(SpatialHead):
         return render_gaussian(pixels_to_cells(keypoints, self.output_stride), self.grid_size, self.sigma)
 
     def loss(
-        self, raw: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor
+        self,
+        raw: torch.Tensor,
+        keypoints: torch.Tensor,
+        visibility: torch.Tensor,
+        scale: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        mse = heatmap_mse(raw.float(), self.targets(keypoints), visibility)
-        return {"loss": mse, "heatmap_mse": mse.detach()}
+        return {"heatmap_mse": heatmap_mse(raw.float(), self.targets(keypoints))}  # (B, K)
 
     def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         heatmaps = raw.float()  # (B, K, h, w)
@@ -60,6 +71,15 @@ class HeatmapHead(SpatialHead):
         elif self.decoder == "dark":
             cells = dark_refine(heatmaps, cells, self.sigma)
         return cells_to_pixels(cells, self.output_stride), maxvals  # (B, K, 2) input pixels
+
+    def round_trip_tolerance(self) -> float:
+        # arg-max: an integer cell, at most half a cell per axis; the ¼-cell shift halves that; DARK is exact
+        # while the map is large compared with σ, and falls back to the arg-max within 2 cells of the border, which
+        # covers most of a 16 × 16 or 8 × 8 map (strides 16, 32 at 256 × 256).
+        s = float(self.output_stride)
+        if self.decoder == "dark" and self.output_stride <= 8:
+            return 1e-3
+        return s / 4 + 1e-4 if self.decoder == "quarter" else s / 2 + 1e-4
 
     def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
         return self.targets(keypoints)  # (B, K, h, w): the network is trained to output its targets

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from kpreg.heads.base import HeadSpec
 from kpreg.heads.neck import FlattenHead, NeckKind
-from kpreg.losses import masked_mean, softmax_focal_loss
+from kpreg.losses import softmax_focal_loss
 from kpreg.ops import expectation_1d, variance_1d
 
 ClassLoss = Literal["ce", "focal"]
@@ -58,11 +58,18 @@ class MultiBinHead(FlattenHead):
     decoder: ``argmax`` or ``expectation``.
     """
 
+    name = "multibin"
+    variants = {
+        "multi-bin (argmax)": {},
+        "multi-bin (expectation)": {"decoder": "expectation"},
+        "multi-bin (hierarchical, 4 sub-bins)": {"sub_bins": 4},
+    }
+
     def __init__(
         self,
         output_stride: int = 4,
         neck: NeckKind = "deconv",
-        neck_channels: int = 256,
+        neck_channels: int | None = None,
         num_bins: int = 8,
         overlap: float = 0.5,
         cls_loss: ClassLoss = "ce",
@@ -127,7 +134,11 @@ class MultiBinHead(FlattenHead):
 
     # ---- loss ----------------------------------------------------------------------------------------
     def loss(
-        self, raw: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor
+        self,
+        raw: torch.Tensor,
+        keypoints: torch.Tensor,
+        visibility: torch.Tensor,
+        scale: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         raw = raw if raw.dtype == torch.float64 else raw.float()  # (B, K, 2, D)
         kp = keypoints.to(raw.dtype)
@@ -160,15 +171,10 @@ class MultiBinHead(FlattenHead):
                 sub_err = F.smooth_l1_loss(chosen_res, (x[..., None] - chosen_centre) / sub_half,
                                            reduction="none", beta=BETA)  # (B, K, N)
                 sub_total = sub_total + ((sub_cls + sub_err) * cover).sum(-1) / n_cover
-        cls_l = masked_mean(cls_total, visibility)
-        res_l = masked_mean(res_total, visibility)
-        out = {"classification": cls_l.detach(), "residual": res_l.detach()}
-        total = cls_l + self.residual_weight * res_l
+        terms = {"classification": cls_total, "residual": self.residual_weight * res_total}  # (B, K) each
         if self.sub_bins:
-            sub_l = masked_mean(sub_total, visibility)
-            total = total + sub_l
-            out["sub_bins"] = sub_l.detach()
-        return {"loss": total, **out}
+            terms["sub_bins"] = sub_total
+        return terms
 
     # ---- decoding ------------------------------------------------------------------------------------
     def _estimates(self, raw: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

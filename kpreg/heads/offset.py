@@ -18,7 +18,7 @@ import torch
 
 from kpreg.coords import cells_to_pixels, pixels_to_cells
 from kpreg.heads.neck import NeckKind, SpatialHead
-from kpreg.losses import bce_per_joint, focal_per_joint, masked_mean
+from kpreg.losses import bce_per_joint, focal_per_joint
 from kpreg.ops import argmax_2d, disk_and_offsets, gather_2d
 
 ClassLoss = Literal["bce", "focal"]
@@ -34,12 +34,14 @@ class OffsetHead(SpatialHead):
     """
 
     maps_per_keypoint = 3  # logit, offset x, offset y
+    name = "offset"
+    variants = {"heatmap + offset": {}}
 
     def __init__(
         self,
         output_stride: int = 4,
         neck: NeckKind = "deconv",
-        neck_channels: int = 256,
+        neck_channels: int | None = None,
         radius: float = 1.5,
         cls_loss: ClassLoss = "bce",
         offset_weight: float = 1.0,
@@ -60,7 +62,11 @@ class OffsetHead(SpatialHead):
         return disk, offsets / self.radius
 
     def loss(
-        self, raw: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor
+        self,
+        raw: torch.Tensor,
+        keypoints: torch.Tensor,
+        visibility: torch.Tensor,
+        scale: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         raw = raw.float()  # (B, K, 3, h, w)
         disk, offsets = self.targets(keypoints)  # (B, K, h, w), (B, K, 2, h, w)
@@ -72,9 +78,7 @@ class OffsetHead(SpatialHead):
         # L1 on the offsets of the disk's cells, averaged over those cells (DeepLabCut masks the same way).
         err = (raw[:, :, 1:] - offsets).abs().sum(dim=2)  # (B, K, h, w)
         off = (err * disk).sum(dim=(-2, -1)) / disk.sum(dim=(-2, -1)).clamp(min=1.0)  # (B, K)
-        cls_loss, off_loss = masked_mean(cls, visibility), masked_mean(off, visibility)
-        total = cls_loss + self.offset_weight * off_loss
-        return {"loss": total, "classification": cls_loss.detach(), "offset": off_loss.detach()}
+        return {"classification": cls, "offset": self.offset_weight * off}
 
     def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raw = raw.float()  # (B, K, 3, h, w)

@@ -35,12 +35,7 @@ import torch
 from kpreg.coords import cells_to_pixels, pixels_to_cells
 from kpreg.heads.base import HeadSpec
 from kpreg.heads.neck import FlattenHead, NeckKind
-from kpreg.losses import (
-    distribution_focal_loss,
-    kl_to_target,
-    label_smoothed_cross_entropy,
-    masked_mean,
-)
+from kpreg.losses import distribution_focal_loss, kl_to_target, label_smoothed_cross_entropy
 from kpreg.ops import expectation_1d, hat_1d, normalized_gaussian_1d, variance_1d
 
 BinLoss = Literal["kl", "ce", "dfl"]
@@ -57,11 +52,18 @@ class SimCCHead(FlattenHead):
     decoder: ``argmax`` or ``expectation``.
     """
 
+    name = "simcc"
+    variants = {"SimCC (KL, argmax)": {}, "SimCC (KL, expectation)": {"decoder": "expectation"}}
+
+    def round_trip_tolerance(self) -> float:
+        # argmax: at most half a bin per axis, 0.5 / r input pixels; the expectation of the ideal (hat) output is exact
+        return 0.5 / self.split_ratio + 1e-4 if self.decoder == "argmax" else 1e-3
+
     def __init__(
         self,
         output_stride: int = 4,
         neck: NeckKind = "deconv",
-        neck_channels: int = 256,
+        neck_channels: int | None = None,
         split_ratio: float = 2.0,
         loss: BinLoss = "kl",
         sigma: float = 6.0,
@@ -98,7 +100,11 @@ class SimCCHead(FlattenHead):
         return pixels_to_cells(keypoints, 1.0 / self.split_ratio)  # (B, K, 2) x,y sub-bin positions
 
     def loss(
-        self, raw: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor
+        self,
+        raw: torch.Tensor,
+        keypoints: torch.Tensor,
+        visibility: torch.Tensor,
+        scale: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         target = self._bins(keypoints.float())  # (B, K, 2) x,y bins
         per_joint = 0.0
@@ -111,8 +117,7 @@ class SimCCHead(FlattenHead):
                 per_joint = per_joint + label_smoothed_cross_entropy(logits, t.round(), self.label_smoothing)
             else:
                 per_joint = per_joint + distribution_focal_loss(logits, t)
-        total = masked_mean(per_joint, visibility)
-        return {"loss": total, self.bin_loss: total.detach()}
+        return {self.bin_loss: per_joint}  # (B, K)
 
     def _distributions(self, raw: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """[(probs (B, K, n), bin centres (n,) input pixels)] for x then y."""

@@ -11,7 +11,7 @@ import torch
 
 from kpreg.coords import cells_to_pixels, pixels_to_cells, pixels_to_normalized
 from kpreg.heads.neck import NeckKind, SpatialHead, map_spread
-from kpreg.losses import CoordLoss, coord_loss_per_joint, masked_mean
+from kpreg.losses import CoordLoss, coord_loss_per_joint
 from kpreg.ops import bilinear_splat, soft_argmax, softmax_2d
 
 
@@ -24,11 +24,14 @@ class SoftArgmaxHead(SpatialHead):
         input size or the stride.
     """
 
+    name = "softargmax"
+    variants = {"soft-argmax": {}}
+
     def __init__(
         self,
         output_stride: int = 4,
         neck: NeckKind = "deconv",
-        neck_channels: int = 256,
+        neck_channels: int | None = None,
         temperature: float = 1.0,
         loss: CoordLoss = "l1",
     ) -> None:
@@ -44,13 +47,16 @@ class SoftArgmaxHead(SpatialHead):
         return cells_to_pixels(cells, self.output_stride)  # (B, K, 2) input pixels
 
     def loss(
-        self, raw: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor
+        self,
+        raw: torch.Tensor,
+        keypoints: torch.Tensor,
+        visibility: torch.Tensor,
+        scale: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         size = self.spec.input_size
         pred = pixels_to_normalized(self._coords(raw), size)  # (B, K, 2) normalised
         target = pixels_to_normalized(keypoints.float(), size)  # (B, K, 2) normalised
-        total = masked_mean(coord_loss_per_joint(pred, target, self.coord_loss), visibility)
-        return {"loss": total, "coord": total.detach()}
+        return {"coord": coord_loss_per_joint(pred, target, self.coord_loss)}  # (B, K)
 
     def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probs = softmax_2d(raw, self.temperature)  # (B, K, h, w)

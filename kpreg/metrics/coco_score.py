@@ -14,22 +14,18 @@ then refer to that surrogate area.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from rich.table import Table
+from rich.console import Group
 
-from kpreg.data.coco_files import load_coco, load_results_json, read_category
-from kpreg.metrics.oks import STAT_NAMES, evaluate_keypoints
+from kpreg.formats.coco import load_coco, load_results_json, prepare_gt, read_category
+from kpreg.metrics.contract import metric_table
+from kpreg.metrics.oks import OKS_COLUMNS, evaluate_keypoints
 
-__all__ = ["score_coco_files", "coco_table", "prepare_gt", "BOX_AREA_FACTOR"]
-
-# xtcocoapi (CrowdPose) uses this fraction of the box area when a GT has no segment area.
-BOX_AREA_FACTOR = 0.53
+__all__ = ["score_coco_files", "coco_table"]
 
 
 def score_coco_files(
@@ -51,37 +47,6 @@ def score_coco_files(
     return evaluate_keypoints(coco_gt, coco_dt, category.sigmas)
 
 
-def prepare_gt(data: dict[str, Any]) -> dict[str, Any]:
-    """The GT dict pycocotools can score: fills what custom COCO-format files often leave out.
-
-    ``area`` (missing: ``BOX_AREA_FACTOR`` × box area, see the module docstring) and ``num_keypoints``
-    (missing: the count of labelled keypoints, ``v > 0``; COCOeval reads it to ignore unlabelled GT).
-    Returns ``data`` itself when nothing is missing, else a filled deep copy (the caller's dict is
-    never changed). Used by ``score_coco_files`` and by ``COCODataModule``'s metric, so that a results
-    file scores the same in both.
-    """
-    anns = data.get("annotations", [])
-    if all("area" in a and "num_keypoints" in a for a in anns):
-        return data
-    data = copy.deepcopy(data)
-    for ann in data["annotations"]:
-        if "area" not in ann:
-            _, _, w, h = ann["bbox"]
-            ann["area"] = w * h * BOX_AREA_FACTOR
-        if "num_keypoints" not in ann and ann.get("keypoints") is not None:
-            ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
-    return data
-
-
-def coco_table(summary: Mapping[str, float], title: str | None = "COCO keypoints (OKS)") -> Table:
-    """A rich table of the 10 stats, three decimals (``-1`` shown as '-', as 'no GT in this range')."""
-    table = Table(title=title, box=None, header_style="bold underline")  # compact: fits 80 columns
-    names = [k for k in STAT_NAMES if k in summary] + [k for k in summary if k not in STAT_NAMES]
-    for name in names:
-        table.add_column(name, justify="right", no_wrap=True, min_width=5)
-    cells = []
-    for name in names:
-        v = float(summary[name])
-        cells.append("-" if v == -1 else f"{v:.3f}")
-    table.add_row(*cells)
-    return table
+def coco_table(summary: Mapping[str, float], title: str = "COCO keypoints (OKS)") -> Group:
+    """The 10 stats, three decimals (``-1``, pycocotools' "no GT in this range", shown as '-')."""
+    return metric_table(dict(summary), OKS_COLUMNS, title)

@@ -7,10 +7,10 @@ API
 * :func:`score_mpii_files_detailed` returns :class:`MPIIScore` with that summary plus the
   per-joint PCKh@0.5, the mean pixel error and the unweighted 14-joint mean that bearpaw's
   README (and some papers) print as "Mean".
-* :func:`mpii_table` renders a summary as a :class:`rich.table.Table`.
+* :func:`mpii_table` renders a summary (``kpreg.metrics.contract.metric_table``).
 
 Usage: ``python -m kpreg.metrics.mpii_score GT.mat PRED.{mat,h5} [--zero-based]``.
-Both files are read through :mod:`kpreg.data.mpii_files`, i.e. converted to 0-based once.
+Both files are read through :mod:`kpreg.formats.mpii`, i.e. converted to 0-based once.
 """
 
 from __future__ import annotations
@@ -21,11 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, Group
 
-from kpreg.data.mpii_files import NUM_JOINTS, load_gt_mat, load_predictions
-from kpreg.metrics.pckh import MPII_GROUPS, MPII_JOINT_NAMES, MPII_MEAN_JOINTS, pckh_table
+from kpreg.formats.mpii import (
+    MPII_GROUPS,
+    MPII_JOINT_NAMES,
+    MPII_MEAN_JOINTS,
+    NUM_JOINTS,
+    load_gt_mat,
+    load_predictions,
+)
+from kpreg.metrics.contract import metric_table
+from kpreg.metrics.pckh import pckh_columns, pckh_results
 
 SUMMARY_KEYS: tuple[str, ...] = (*MPII_GROUPS, "Mean", "Mean@0.1", "AUC")
 
@@ -57,7 +64,7 @@ def score_mpii_files_detailed(
         raise ValueError(
             f"predictions {pred_path} have shape {preds.shape} but ground truth {gt_path} has {gt.joints.shape}"
         )
-    res = pckh_table(
+    res = pckh_results(
         preds, gt.joints, gt.visible, gt.head_size, thresholds, MPII_JOINT_NAMES, auc_max, auc_step
     )
     per_joint = {name: res[f"joint/{name}"] for name in MPII_JOINT_NAMES}
@@ -75,15 +82,9 @@ def score_mpii_files(gt_path: str | Path, pred_path: str | Path, **opts) -> dict
     return score_mpii_files_detailed(gt_path, pred_path, **opts).summary
 
 
-def mpii_table(summary: Mapping[str, float], name: str = "", title: str = "MPII PCKh") -> Table:
-    """One-row rich table: Head ... Ankle, Mean, Mean@0.1, AUC with two decimals.
-
-    Compact box and no-wrap columns so the numbers are never truncated in an 80-column terminal."""
-    table = Table(title=f"{title}: {name}" if name else title, box=None, header_style="bold underline")
-    for key in SUMMARY_KEYS:
-        table.add_column(key, justify="right", no_wrap=True, min_width=max(len(key), 5))
-    table.add_row(*(f"{summary[key]:.2f}" for key in SUMMARY_KEYS))
-    return table
+def mpii_table(summary: Mapping[str, float], name: str = "", title: str = "MPII PCKh") -> Group:
+    """Head ... Ankle, Mean, Mean@0.1, AUC with two decimals (the one renderer, ``metric_table``)."""
+    return metric_table(dict(summary), pckh_columns(MPII_GROUPS), f"{title}: {name}" if name else title)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 Coordinates are kpreg's 0-based pixel centres in original-image pixels; PCKh only uses
 differences (errors and head-box diagonals), so the convention matters only at file I/O
-(see :mod:`kpreg.data.mpii_files`).
+(see :mod:`kpreg.formats.mpii`).
 
 Protocol (see ``docs/mpii_metric.md`` for sources):
 
@@ -24,64 +24,15 @@ nearest to 0.1 (the same double as the literal ``0.1``), unlike ``np.arange(0, .
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
-MPII_JOINT_NAMES: tuple[str, ...] = (
-    "r_ankle",
-    "r_knee",
-    "r_hip",
-    "l_hip",
-    "l_knee",
-    "l_ankle",
-    "pelvis",
-    "thorax",
-    "upper_neck",
-    "head_top",
-    "r_wrist",
-    "r_elbow",
-    "r_shoulder",
-    "l_shoulder",
-    "l_elbow",
-    "l_wrist",
-)
-MPII_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
-# Limbs for drawing: legs, pelvis-thorax-neck-head chain, arms (shoulders hang off the thorax).
-MPII_SKELETON: tuple[tuple[int, int], ...] = (
-    (0, 1),
-    (1, 2),
-    (2, 6),
-    (6, 3),
-    (3, 4),
-    (4, 5),
-    (6, 7),
-    (7, 8),
-    (8, 9),
-    (10, 11),
-    (11, 12),
-    (12, 7),
-    (7, 13),
-    (13, 14),
-    (14, 15),
-)
-# Table columns. "Head" is head_top only, as in HRNet / bearpaw and every published table of
-# the 2958-person validation split; the MPII toolkit's genTablePCK.m averages neck and head top.
-MPII_GROUPS: dict[str, tuple[int, ...]] = {
-    "Head": (9,),
-    "Shoulder": (12, 13),
-    "Elbow": (11, 14),
-    "Wrist": (10, 15),
-    "Hip": (2, 3),
-    "Knee": (1, 4),
-    "Ankle": (0, 5),
-}
-# Pelvis and thorax are excluded from the official Total / Mean.
-MPII_MEAN_JOINTS: tuple[int, ...] = tuple(i for i in range(16) if i not in (6, 7))
+from kpreg.formats.mpii import MPII_GROUPS, MPII_JOINT_NAMES, MPII_MEAN_JOINTS, check_head_sizes
+from kpreg.metrics.contract import Column, DatasetMetric
 
-SC_BIAS = 0.6  # head size = 0.6 * head-box diagonal (util_get_head_size.m)
 _DENOM = 10000  # thresholds are represented exactly as k / _DENOM
 
 
@@ -107,30 +58,6 @@ def auc_grid(auc_max: float = 0.5, auc_step: float = 0.01) -> np.ndarray:
     return np.arange(0, k_max + 1, k_step, dtype=np.int64) / _DENOM  # (A,) float64
 
 
-def head_sizes_from_boxes(headboxes: np.ndarray) -> np.ndarray:
-    """0.6 x ||box[1] - box[0]|| for head boxes of shape (N, 2, 2) ([corner, xy]); returns (N,).
-
-    Raises ValueError naming the first index whose head size is zero or not finite, because
-    PCKh would divide by it.
-    """
-    boxes = np.asarray(headboxes, dtype=np.float64)  # (N, 2, 2) [corner, xy]
-    if boxes.ndim != 3 or boxes.shape[1:] != (2, 2):
-        raise ValueError(f"headboxes must have shape (N, 2, 2), got {boxes.shape}")
-    sizes = SC_BIAS * np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=-1)  # (N,)
-    check_head_sizes(sizes)
-    return sizes
-
-
-def check_head_sizes(head_size: np.ndarray) -> None:
-    """Raise ValueError naming the indices of zero / negative / non-finite head sizes."""
-    bad = np.flatnonzero(~(np.isfinite(head_size) & (head_size > 0)))
-    if bad.size:
-        raise ValueError(
-            f"invalid head size (zero, negative or non-finite) at index {int(bad[0])}"
-            f" (value {head_size[bad[0]]!r}; {bad.size} invalid in total: {bad[:10].tolist()})"
-        )
-
-
 def pckh_counts(
     pred: np.ndarray,
     gt: np.ndarray,
@@ -142,7 +69,8 @@ def pckh_counts(
 
     ``correct[t, k]`` counts visible joints k with error / head_size <= thresholds[t]. Non-finite
     predictions count as wrong (the toolkit replaces NaN predictions by inf) and are left out of
-    the pixel-error sum.
+    the pixel-error sum. This is the one PCKh core: the streaming metric (``PCKh``) and the file scorer
+    (``pckh_results``, ``evaluate.py score``) both count here.
     """
     pred = np.asarray(pred, dtype=np.float64)  # (N, K, 2) x,y pixels
     gt = np.asarray(gt, dtype=np.float64)  # (N, K, 2) x,y pixels
@@ -174,12 +102,18 @@ def summarize_pckh(
     auc_step: float = 0.01,
     error_sum: float | None = None,
     error_count: int | None = None,
+    groups: Mapping[str, Sequence[int]] | None = None,
+    mean_joints: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """Turn counts into the result dict (percent). ``thresholds`` must contain main/low thresholds and
-    the AUC grid. Joints never visible give NaN per-joint values and are absent from the pooled means."""
+    the AUC grid. Joints never visible give NaN per-joint values and are absent from the pooled means.
+
+    ``groups`` (column → joints) and ``mean_joints`` (the joints of ``Mean``) default to MPII's when the
+    joints are MPII's, else no groups and every joint."""
     correct = np.asarray(correct, dtype=np.int64)  # (T, K)
     total = np.asarray(total, dtype=np.int64)  # (K,)
     k_thr = _threshold_numerators(thresholds).tolist()
+    groups, mean_idx = _protocol(joint_names, groups, mean_joints)
 
     def row(t: float) -> np.ndarray:
         k = int(_threshold_numerators([t])[0])
@@ -189,8 +123,6 @@ def summarize_pckh(
 
     with np.errstate(invalid="ignore", divide="ignore"):
         per_joint = 100.0 * row(main_threshold) / total  # (K,) NaN where never visible
-    is_mpii = tuple(joint_names) == MPII_JOINT_NAMES
-    mean_idx = list(MPII_MEAN_JOINTS) if is_mpii else list(range(len(joint_names)))
     mean_total = total[mean_idx].sum()
 
     def pooled(t: float) -> float:
@@ -198,10 +130,9 @@ def summarize_pckh(
         return float(100.0 * row(t)[mean_idx].sum() / mean_total) if mean_total else float("nan")
 
     out: dict[str, float] = {}
-    if is_mpii:
-        for group, idx in MPII_GROUPS.items():
-            # genTablePCK.m / HRNet: unweighted mean of the left and right per-joint PCKh.
-            out[group] = float(np.mean(per_joint[list(idx)]))
+    for group, idx in groups.items():
+        # genTablePCK.m / HRNet: unweighted mean of the left and right per-joint PCKh.
+        out[group] = float(np.mean(per_joint[list(idx)]))
     out["Mean"] = pooled(main_threshold)
     out["Mean@0.1"] = pooled(low_threshold)
     grid = auc_grid(auc_max, auc_step)  # (A,)
@@ -215,6 +146,18 @@ def summarize_pckh(
     return out
 
 
+def _protocol(
+    joint_names: Sequence[str], groups: Mapping[str, Sequence[int]] | None, mean_joints: Sequence[int] | None
+) -> tuple[dict[str, tuple[int, ...]], list[int]]:
+    """(groups, mean joint indices): as given, else MPII's for MPII's joints, else none and all joints."""
+    is_mpii = tuple(joint_names) == MPII_JOINT_NAMES
+    if groups is None:
+        groups = MPII_GROUPS if is_mpii else {}
+    if mean_joints is None:
+        mean_joints = MPII_MEAN_JOINTS if is_mpii else range(len(joint_names))
+    return {g: tuple(int(i) for i in idx) for g, idx in groups.items()}, [int(i) for i in mean_joints]
+
+
 def metric_thresholds(
     thresholds: Sequence[float] = (0.5, 0.1), auc_max: float = 0.5, auc_step: float = 0.01
 ) -> np.ndarray:
@@ -223,7 +166,7 @@ def metric_thresholds(
     return ks / _DENOM  # (T,)
 
 
-def pckh_table(
+def pckh_results(
     pred: np.ndarray,
     gt: np.ndarray,
     visible: np.ndarray,
@@ -256,87 +199,109 @@ def pckh_table(
     )
 
 
-class PCKh(Metric):
-    """Streaming PCKh with DDP-exact integer states.
+SECTION = "PCKh (head-normalised)"
 
-    State: ``correct`` (T, K) counts over the fixed threshold grid (reported thresholds plus the AUC
-    grid), ``total`` (K,) visible counts, ``err_sum``/``err_count`` for the mean pixel error. All are
-    summed across processes, so the distributed result equals the single-process one exactly.
+
+def pckh_columns(groups: Mapping[str, Sequence[int]], thresholds: Sequence[float] = (0.5, 0.1)) -> list[Column]:
+    """The summary columns of PCKh: the groups, then ``Mean`` (PCKh at the main threshold), ``Mean@0.1``, ``AUC``."""
+    main, low = thresholds
+    return [Column(g, g, True, section=SECTION) for g in groups] + [
+        Column("Mean", f"PCKh@{main:g}", True, section=SECTION, headline=True),
+        Column("Mean@0.1", f"PCKh@{low:g}", True, section=SECTION, headline=True),
+        Column("AUC", "AUC", True, section=SECTION, headline=True),
+    ]
+
+
+class PCKh(DatasetMetric):
+    """Streaming PCKh with DDP-exact integer states, fed from the sample contract's ``meta``: ground truth
+    ``keypoints_orig`` (B, K, 2), ``visible_orig`` (B, K) and the head size ``norm_length`` (B,).
+
+    State: ``correct`` (T, K) counts over the fixed threshold grid (reported thresholds plus the AUC grid) and
+    ``total`` (K,) visible counts, summed across processes, so the distributed result equals the single-process
+    one exactly. (The pixel error is ``PixelMetrics``' ``MeanError``, reported on every dataset.)
+
+    Args:
+        joint_names: the keypoint names (``joint/<name>`` keys).
+        groups: table columns (name → joints, unweighted mean of their PCKh); default MPII's for MPII joints.
+        mean_joints: the joints pooled into ``Mean``; default MPII's 14 (no pelvis, thorax) for MPII joints.
+        thresholds: (main, low), reported as ``Mean`` and ``Mean@0.1``.
     """
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
+    section = SECTION
 
     def __init__(
         self,
         joint_names: Sequence[str] = MPII_JOINT_NAMES,
+        groups: Mapping[str, Sequence[int]] | None = None,
+        mean_joints: Sequence[int] | None = None,
         thresholds: Sequence[float] = (0.5, 0.1),
         auc_max: float = 0.5,
         auc_step: float = 0.01,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if len(thresholds) != 2:
             raise ValueError("thresholds must be (main, low), e.g. (0.5, 0.1)")
         self.joint_names = tuple(joint_names)
+        self.groups, self.mean_joints = _protocol(self.joint_names, groups, mean_joints)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.auc_max = float(auc_max)
         self.auc_step = float(auc_step)
         grid = metric_thresholds(self.thresholds, self.auc_max, self.auc_step)  # (T,)
         self._grid_np = grid
         k = len(self.joint_names)
-        self.register_buffer("grid", torch.from_numpy(grid), persistent=False)  # (T,) float64
         self.add_state("correct", torch.zeros(len(grid), k, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros(k, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("err_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("err_count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(
+    @property
+    def columns(self) -> list[Column]:
+        return pckh_columns(self.groups, self.thresholds)
+
+    @classmethod
+    def higher_is_better(cls, key: str) -> bool | None:
+        if key in ("Mean", "Mean@0.1", "AUC") or key.startswith("joint/") or key in MPII_GROUPS:
+            return True
+        return None
+
+    def update(self, pred: torch.Tensor, scores: torch.Tensor, meta: dict[str, Any]) -> None:  # type: ignore[override]
+        """pred (B, K, 2) x,y original pixels; ground truth and head sizes from ``meta``."""
+        self.update_arrays(pred, meta["keypoints_orig"], meta["visible_orig"], meta["norm_length"])
+
+    def update_arrays(
         self, pred: torch.Tensor, gt: torch.Tensor, visible: torch.Tensor, head_size: torch.Tensor
     ) -> None:
-        pred = pred.detach().to(torch.float64)  # (B, K, 2) x,y original-image pixels
-        gt = gt.detach().to(device=pred.device, dtype=torch.float64)  # (B, K, 2)
-        vis = visible.detach().to(device=pred.device, dtype=torch.bool)  # (B, K)
-        hs = head_size.detach().to(device=pred.device, dtype=torch.float64)  # (B,)
-        b, k = vis.shape
-        if pred.shape != (b, k, 2) or gt.shape != (b, k, 2) or hs.shape != (b,) or k != len(self.joint_names):
+        """The same with explicit tensors: pred, gt (B, K, 2), visible (B, K), head_size (B,)."""
+        pred_np = pred.detach().to("cpu", torch.float64).numpy()  # (B, K, 2) x,y original pixels
+        gt_np = gt.detach().to("cpu", torch.float64).numpy()  # (B, K, 2)
+        vis_np = visible.detach().to("cpu").bool().numpy()  # (B, K)
+        hs_np = head_size.detach().to("cpu", torch.float64).numpy()  # (B,)
+        b, k = vis_np.shape
+        if pred_np.shape != (b, k, 2) or gt_np.shape != (b, k, 2) or hs_np.shape != (b,) or k != len(self.joint_names):
             raise ValueError(
                 f"expected pred/gt (B, {len(self.joint_names)}, 2), visible (B, K), head_size (B,); got "
-                f"{tuple(pred.shape)}, {tuple(gt.shape)}, {tuple(vis.shape)}, {tuple(hs.shape)}"
+                f"{pred_np.shape}, {gt_np.shape}, {vis_np.shape}, {hs_np.shape}"
             )
-        bad = torch.nonzero(~(torch.isfinite(hs) & (hs > 0))).flatten()
-        if bad.numel():
-            i = int(bad[0])
-            raise ValueError(
-                f"invalid head size (zero, negative or non-finite) at batch index {i}: {float(hs[i])}"
-            )
-        err = torch.linalg.vector_norm(pred - gt, dim=-1)  # (B, K) px
-        ratio = err / hs[:, None]  # (B, K)
-        grid = self.grid.to(ratio.device)  # (T,) float64, exact k/10000
-        hit = (ratio[None] <= grid[:, None, None]) & vis[None]  # (T, B, K)
-        self.correct += hit.sum(dim=1)
-        self.total += vis.sum(dim=0)
-        ok = vis & torch.isfinite(err)  # (B, K)
-        self.err_sum += err[ok].sum()
-        self.err_count += ok.sum()
+        correct, total, _, _ = pckh_counts(pred_np, gt_np, vis_np, hs_np, self._grid_np)
+        device = self.correct.device
+        self.correct += torch.from_numpy(correct).to(device)
+        self.total += torch.from_numpy(total).to(device)
 
-    def curve(self) -> dict[str, list[float]]:
+    def curve(self) -> dict[str, Any]:
         """The pooled ``Mean`` PCKh (percent) at every threshold of the AUC grid: the PCK-vs-threshold curve
-        behind ``AUC``, as ``{"thresholds": [...], "pck": [...]}`` (plain lists, for JSON and plots).
+        behind ``AUC``, as ``{"thresholds": [...], "pck": [...], "label": ...}`` (plain lists, for JSON and plots).
 
         Collective under DDP like ``compute()``: the integer states are summed over all processes first.
         """
         with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):
             correct = self.correct.cpu().numpy()  # (T, K)
             total = self.total.cpu().numpy()  # (K,)
-        is_mpii = self.joint_names == MPII_JOINT_NAMES
-        mean_idx = list(MPII_MEAN_JOINTS) if is_mpii else list(range(len(self.joint_names)))
-        denom = total[mean_idx].sum()
+        denom = total[self.mean_joints].sum()
         grid = auc_grid(self.auc_max, self.auc_step)  # (A,)
         rows = np.searchsorted(self._grid_np, grid)  # the AUC grid is a subset of the sorted metric grid
-        pck = 100.0 * correct[rows][:, mean_idx].sum(axis=1) / denom if denom else np.full(len(grid), np.nan)
-        return {"thresholds": grid.tolist(), "pck": [float(v) for v in pck]}
+        pck = (100.0 * correct[rows][:, self.mean_joints].sum(axis=1) / denom if denom
+               else np.full(len(grid), np.nan))
+        return {"thresholds": grid.tolist(), "pck": [float(v) for v in pck],
+                "label": "threshold (fraction of the head size)", "metric": "PCKh (%)"}
 
     def compute(self) -> dict[str, float]:
         return summarize_pckh(
@@ -348,6 +313,6 @@ class PCKh(Metric):
             low_threshold=self.thresholds[1],
             auc_max=self.auc_max,
             auc_step=self.auc_step,
-            error_sum=float(self.err_sum),
-            error_count=int(self.err_count),
+            groups=self.groups,
+            mean_joints=self.mean_joints,
         )

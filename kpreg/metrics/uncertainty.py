@@ -1,15 +1,17 @@
-"""How well a head's confidence ranks its own errors (issue 9).
+"""How well a head's confidence ranks its own errors.
 
-Per visible joint: the normalised error ``‖pred − gt‖ / norm_length`` in original pixels (PCKh's
-normaliser on MPII and the synthetic data; on COCO ``norm_length`` is the person's area, so the numbers
-below are rankings, not PCKh), the head's confidence and, where the head has one, its spread.
+Per labelled keypoint: the error normalised by the sample's own scale, ``‖pred − gt‖ / norm_length`` in original
+pixels (``norm_length`` is PCKh's head size on MPII and the synthetic data, the larger side of the instance box
+on every other dataset: see ``kpreg.formats.layout``), the head's confidence and, where the head has one, its
+spread. A keypoint is *correct* when its normalised error is at most ``threshold`` (0.5 of a head size, 0.1 of a
+box size: the dataset's ``EvaluationSpec.correct_threshold``).
 
 * ``conf_error_spearman``: Spearman rank correlation between −confidence and the error (ties get their
   average rank). +1: the least confident joints are exactly the worst ones; 0: no information (also
   reported when the confidence is constant, e.g. the FC head's 1).
 * ``spread_error_spearman``: the same for the predicted spread (only for heads with ``Head.spread``).
-* ``pckh_top50``: PCKh@``threshold`` of the ``fraction`` most confident joints (ties broken by order);
-  ``pckh_all`` the same over all joints, for reference.
+* ``pck_top50``: the share (%) of correct keypoints among the ``fraction`` most confident ones (ties broken by
+  order); ``pck_all`` the same over all keypoints, for reference.
 
 States are concatenated across processes (``dist_reduce_fx="cat"``), so the values are the global ones
 under DDP.
@@ -47,7 +49,8 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class UncertaintyMetric(Metric):
-    """Args: threshold: the PCKh threshold (0.5); fraction: the share of most confident joints (0.5)."""
+    """Args: threshold: the correctness threshold in units of ``norm_length`` (0.5 for a head size, 0.1 for a box
+    size); fraction: the share of most confident keypoints (0.5)."""
 
     full_state_update = False
 
@@ -84,8 +87,8 @@ class UncertaintyMetric(Metric):
         top = torch.argsort(-conf, stable=True)[: max(1, math.ceil(self.fraction * len(conf)))]
         out = {
             "conf_error_spearman": spearman(-conf, err),
-            "pckh_top50": 100.0 * float((err[top] <= self.threshold).double().mean()),
-            "pckh_all": 100.0 * float((err <= self.threshold).double().mean()),
+            "pck_top50": 100.0 * float((err[top] <= self.threshold).double().mean()),
+            "pck_all": 100.0 * float((err <= self.threshold).double().mean()),
         }
         if spread is not None and len(spread) == len(err):
             out["spread_error_spearman"] = spearman(spread, err)

@@ -15,8 +15,9 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from kpreg.data.coco_files import COCO_KEYPOINT_NAMES, COCO_SIGMAS
-from kpreg.metrics.oks import OKSAP, STAT_NAMES, instance_score, oks, oks_nms, oks_nms_single
+from kpreg.formats.coco import COCO_KEYPOINT_NAMES, COCO_SIGMAS
+from kpreg.formats.oks import instance_score, oks, oks_nms, oks_nms_single
+from kpreg.metrics.oks import OKSAP, STAT_NAMES
 
 K = 17
 COCO_SKELETON_1BASED = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9],
@@ -170,7 +171,7 @@ def test_perfect_predictions_score_one(tmp_path: Path) -> None:
     gt_file.write_text(json.dumps(data))
     kpts, ids = gt_predictions(data)
     metric = OKSAP(str(gt_file))
-    metric.update(torch.tensor(kpts), torch.ones(len(ids), K), torch.tensor(ids))
+    metric.update_instances(torch.tensor(kpts), torch.ones(len(ids), K), torch.tensor(ids))
     out = metric.compute()
     assert set(out) == set(STAT_NAMES) and len(out) == 10
     for name in STAT_NAMES:
@@ -198,9 +199,9 @@ def test_shifted_predictions_match_plain_pycocotools(use_nms: bool) -> None:
     data = make_tiny_coco()
     kpts, conf, ids, box, area = shifted_batch(data)
     metric = OKSAP(coco_from(data), use_nms=use_nms, kp_score_thr=0.2)
-    metric.update(torch.tensor(kpts[:3]), torch.tensor(conf[:3]), torch.tensor(ids[:3]), torch.tensor(box[:3]),
+    metric.update_instances(torch.tensor(kpts[:3]), torch.tensor(conf[:3]), torch.tensor(ids[:3]), torch.tensor(box[:3]),
                   torch.tensor(area[:3]))  # fmt: skip
-    metric.update(torch.tensor(kpts[3:]), torch.tensor(conf[3:]), torch.tensor(ids[3:]), torch.tensor(box[3:]),
+    metric.update_instances(torch.tensor(kpts[3:]), torch.tensor(conf[3:]), torch.tensor(ids[3:]), torch.tensor(box[3:]),
                   torch.tensor(area[3:]))  # fmt: skip
     out = metric.compute()
 
@@ -229,9 +230,9 @@ def test_no_predictions_give_zeros() -> None:
 def test_update_rejects_unknown_image_and_bad_shape() -> None:
     metric = OKSAP(coco_from(make_tiny_coco()))
     with pytest.raises(ValueError, match="999"):
-        metric.update(torch.zeros(1, K, 2), torch.ones(1, K), torch.tensor([999]))
+        metric.update_instances(torch.zeros(1, K, 2), torch.ones(1, K), torch.tensor([999]))
     with pytest.raises(ValueError, match="17"):
-        metric.update(torch.zeros(1, 5, 2), torch.ones(1, 5), torch.tensor([1]))
+        metric.update_instances(torch.zeros(1, 5, 2), torch.ones(1, 5), torch.tensor([1]))
 
 
 def test_ddp_style_merge_equals_single_pass() -> None:
@@ -239,13 +240,13 @@ def test_ddp_style_merge_equals_single_pass() -> None:
     kpts, conf, ids, box, area = shifted_batch(data)
     t = [torch.tensor(x) for x in (kpts, conf, ids, box, area)]
     full = OKSAP(coco_from(data))
-    full.update(*t)
+    full.update_instances(*t)
     expected = {k: v.item() for k, v in full.compute().items()}
 
     def halves() -> tuple[OKSAP, OKSAP]:
         a, b = OKSAP(coco_from(data)), OKSAP(coco_from(data))
-        a.update(*[x[:3] for x in t])
-        b.update(*[x[3:] for x in t])
+        a.update_instances(*[x[:3] for x in t])
+        b.update_instances(*[x[3:] for x in t])
         return a, b
 
     # 1) torchmetrics' merge_state
@@ -266,8 +267,8 @@ def test_ddp_style_merge_equals_single_pass() -> None:
 
     # 3) padding duplicates (DistributedSampler repeats samples) do not change the result
     dup = OKSAP(coco_from(data), use_nms=False)
-    dup.update(*t)
-    dup.update(*[x[:2] for x in t])
+    dup.update_instances(*t)
+    dup.update_instances(*[x[:2] for x in t])
     ref = OKSAP(coco_from(data), use_nms=False)
-    ref.update(*t)
+    ref.update_instances(*t)
     assert {k: v.item() for k, v in dup.compute().items()} == {k: v.item() for k, v in ref.compute().items()}

@@ -39,8 +39,8 @@ def test_metric_on_a_hand_made_batch() -> None:
     out = metric.compute()
     assert out["conf_error_spearman"] == pytest.approx(1.0)
     assert out["spread_error_spearman"] == pytest.approx(0.8)  # one swapped pair: 1 - 6·2/60
-    assert out["pckh_top50"] == pytest.approx(100.0)  # the two most confident are within 0.5
-    assert out["pckh_all"] == pytest.approx(50.0)
+    assert out["pck_top50"] == pytest.approx(100.0)  # the two most confident are within 0.5
+    assert out["pck_all"] == pytest.approx(50.0)
 
 
 def test_updates_accumulate_and_reset() -> None:
@@ -49,7 +49,7 @@ def test_updates_accumulate_and_reset() -> None:
     for err, c in ((1.0, 0.9), (9.0, 0.1)):
         metric.update(torch.tensor([[[err, 0.0]], [[err, 0.0]]]), torch.full((2, 1), c), _meta(gt, torch.ones(2, 1)))
     out = metric.compute()
-    assert out["pckh_top50"] == 100.0 and out["pckh_all"] == 50.0
+    assert out["pck_top50"] == 100.0 and out["pck_all"] == 50.0
     assert "spread_error_spearman" not in out  # no spread given
     metric.reset()
     assert metric.update_count == 0

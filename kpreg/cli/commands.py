@@ -1,0 +1,181 @@
+"""``train.py`` and ``evaluate.py``: thin entry points around ``train_main`` and ``evaluate_main``.
+
+Errors that are the user's input (an unknown key, a missing file, a checkpoint that does not fit) print one line
+and exit with code 2; ``KPREG_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from kpreg.backbone import BackboneError
+from kpreg.cli.lightning import make_cli
+from kpreg.data.datamodule import KeypointDataModule
+from kpreg.metrics.contract import per_keypoint_table
+from kpreg.training.checkpoint import (
+    CheckpointMismatchError,
+    check_checkpoint_identity,
+    check_state_dict_compatible,
+    read_checkpoint,
+)
+from kpreg.training.module import KeypointModule, NonFiniteLossError
+
+# Errors that are the user's input, not a bug: printed as one line, exit code 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    BackboneError,
+    CheckpointMismatchError,
+    FileNotFoundError,
+    ValueError,
+)
+
+
+def _fail(err: BaseException, code: int = 2) -> None:
+    """A user error: one clear line and exit code 2 (``KPREG_DEBUG=1`` shows the traceback)."""
+    if os.environ.get("KPREG_DEBUG"):
+        raise err
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
+    sys.exit(code)
+
+
+def check_flip_test(model: KeypointModule, datamodule: KeypointDataModule, forced: bool) -> None:
+    """Refuse a flip test that cannot be right: it averages the prediction on the mirrored image, which only means
+    something if the data is mirror-symmetric up to its left/right pairs (or the model learned mirrored images)."""
+    if not model.flip_test or forced or datamodule.flip_pairs or datamodule.flip_augmentation:
+        return
+    raise ValueError(
+        "flip test is on (model.flip_test), but this dataset declares no left/right flip pairs and trains without "
+        "flip augmentation, so the mirrored prediction is of an image the model never learned: set "
+        "model.flip_test: false (or --no-flip), declare flip pairs, or force it with --flip true"
+    )
+
+
+def train_main(argv: Sequence[str] | None = None) -> None:
+    """``python train.py --config DATA --config HEAD [--key value …]``: train, checkpoint best and last."""
+    ckpt_path = None
+    try:
+        cli = make_cli(sys.argv[1:] if argv is None else argv, evaluate=False)
+        ckpt_path = cli.config.ckpt_path
+        check_flip_test(cli.model, cli.datamodule, forced=False)
+        if ckpt_path not in (None, "last", "best") and not Path(ckpt_path).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+        # on_load_checkpoint compares the checkpoint's head, keypoints and input size with the config's
+        cli.model.allow_checkpoint_mismatch = bool(cli.config.allow_checkpoint_mismatch)
+        # Lightning checkpoints hold only tensors and plain containers: resume with weights_only=True, which
+        # never unpickles code. The model's on_load_checkpoint checks tensor names and shapes first.
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except NonFiniteLossError as err:
+        _fail(err, code=1)
+    except pickle.UnpicklingError as err:
+        _fail(ValueError(f"cannot resume from {ckpt_path} with torch.load(weights_only=True): it holds pickled "
+                         f"objects, not only tensors and plain containers (from a trusted source, load and "
+                         f"re-save it). {str(err).splitlines()[0]}"))
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+def load_checkpoint_weights(model: KeypointModule, ckpt_path: str, allow_mismatch: bool = False) -> dict[str, Any]:
+    """Load a checkpoint's weights (``weights_only=True``) after checking that it is this model (head, keypoints,
+    input size) and that its tensors fit; returns the checkpoint."""
+    checkpoint = read_checkpoint(ckpt_path)
+    if not allow_mismatch:
+        check_checkpoint_identity(checkpoint, model.describe(), ckpt_path)
+    state_dict = checkpoint.get("state_dict", checkpoint)
+    check_state_dict_compatible(model, state_dict)
+    model.load_state_dict(state_dict)
+    return checkpoint
+
+
+def _flip_flag(args: list[str]) -> tuple[list[str], bool | None]:
+    """Take ``--flip [true|false]`` / ``--no-flip`` out of the arguments: an explicit choice, or None (the config's)."""
+    out: list[str] = []
+    flip: bool | None = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--no-flip":
+            flip = False
+        elif a.startswith("--flip="):
+            flip = a.split("=", 1)[1].lower() in ("1", "true", "yes")
+        elif a == "--flip":
+            if i + 1 < len(args) and args[i + 1].lower() in ("true", "false", "1", "0", "yes", "no"):
+                flip = args[i + 1].lower() in ("1", "true", "yes")
+                i += 1
+            else:
+                flip = True
+        else:
+            out.append(a)
+        i += 1
+    return out, flip
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> None:
+    """``python evaluate.py --config RUN/config.yaml --ckpt_path CKPT --json OUT.json [--flip true|false]``.
+
+    Every setting, the flip test included, comes from the run's config; ``--flip`` / ``--no-flip`` override it."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "score":
+        from kpreg.cli.score import score_main
+
+        score_main(args[1:])
+        return
+    args, flip = _flip_flag(args)
+    try:
+        cli = make_cli(args, evaluate=True, flip_override=flip)
+        config = cli.config
+        if config.ckpt_path is None:
+            raise ValueError("--ckpt_path is required: the checkpoint to evaluate")
+        check_flip_test(cli.model, cli.datamodule, forced=flip is True)
+        load_checkpoint_weights(cli.model, config.ckpt_path, config.allow_checkpoint_mismatch)
+        cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+        if not cli.trainer.is_global_zero:
+            return  # under DDP the metrics and the gathered predictions are reported once, by rank 0
+        report(cli, config)
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+def report(cli: Any, config: Any) -> None:
+    """Print the metric tables and write the metrics JSON, the predictions and the files beside them."""
+    model: KeypointModule = cli.model
+    metrics = model.test_results
+    metric = model.test_metric
+    console = Console()
+    flip = "flip test" if model.flip_test else "no flip test"
+    console.print(metric.table(metrics, title=f"{metric.title} ({flip})"))
+    names = model.keypoint_names
+    if len(names) <= 40:  # a per-keypoint table is useful for animals, hands, faces; not for 133 whole-body points
+        console.print(per_keypoint_table(metrics, names, [("MeanError", "mean px"), ("MedianError", "median px"),
+                                                           ("RMSE", "RMSE px"), ("PCK@0.1", "PCK@0.1"),
+                                                           ("joint", "PCKh@0.5")]))
+    uncertainty = getattr(model, "test_uncertainty_results", {})
+    if uncertainty:  # how well confidence / spread rank the errors (kpreg.metrics.uncertainty)
+        console.print("uncertainty: " + ", ".join(f"{k} {v:.4f}" for k, v in uncertainty.items()))
+    out_dir = Path(config.predictions_dir or (Path(config.json).parent if config.json else config.trainer.default_root_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    datamodule: KeypointDataModule = cli.datamodule
+    written = datamodule.write_predictions(out_dir, *model.test_predictions())
+    curve = model.metric_curves.get("test")
+    if curve is not None:  # a separate file: the metrics JSON stays a flat dict of numbers
+        (out_dir / "pck_curve.json").write_text(json.dumps(curve))
+        written.append(out_dir / "pck_curve.json")
+    info = {**metric.describe(), "flip_test": bool(model.flip_test), "checkpoint": str(config.ckpt_path)}
+    (out_dir / "metric_info.json").write_text(json.dumps(info, indent=2))
+    written.append(out_dir / "metric_info.json")
+    if config.json:
+        Path(config.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(config.json).write_text(json.dumps(metrics, indent=2))
+        written.append(Path(config.json))
+        if uncertainty:  # beside, not inside: the --json file holds exactly the dataset metrics' keys
+            side = Path(config.json).with_name(Path(config.json).stem + "_uncertainty.json")
+            side.write_text(json.dumps(uncertainty, indent=2))
+            written.append(side)
+    for path in written:
+        console.print(f"wrote {path}")

@@ -1,0 +1,223 @@
+"""kpreg's LightningCLI: links, defaults and composable configs.
+
+Configs are LightningCLI YAML files given with one or more ``--config`` flags, merged in order (jsonargparse):
+a data part (``configs/data/*.yaml``), optionally a protocol part (``configs/protocols/*.yaml``: backbone,
+schedule, epochs, input size) and a head part (``configs/heads/*.yaml``: ``model.head`` only). Any key can be
+overridden with a dotted flag (``--model.head.init_args.sigma 1.5``). The datamodule's keypoints (count, names,
+skeleton, flip pairs, OKS sigmas) and input size are linked into the model, so a head is never told them. Where a
+config leaves them open, the run directory is ``runs/<dataset>/<head>[-s<stride>]`` and the logger is wandb
+(offline without credentials), named after the run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.plugins.io import CheckpointIO
+from pytorch_lightning.plugins.layer_sync import LayerSync
+
+from kpreg.compare.run_logging import RunLogging, plain
+from kpreg.data.datamodule import KeypointDataModule
+from kpreg.training.callbacks import AtomicCheckpointIO, LastCheckpoint, TimmSyncBatchNorm
+from kpreg.training.module import KeypointModule
+from kpreg.training.primary import primary_metric
+from kpreg.training.progress import LogLineProgress
+
+# We always pass the arguments explicitly (evaluate.py rewrites --no-flip), which LightningCLI warns about on every
+# command although nothing is wrong: that warning is noise to a user.
+warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
+# Lightning's suggestion to use more loader workers assumes idle cores; kpreg's CPU protocols choose the number.
+warnings.filterwarnings("ignore", message=r".*does not have many workers which may be a bottleneck.*")
+# A deprecation inside Lightning's own code (its pytree helper against newer torch): nothing a user can change.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+
+
+class _DropAdvertising(logging.Filter):
+    """Lightning 2.6 advertises a cloud logger on every run; kpreg's runs already log to wandb or files."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.getMessage())
+
+
+for _name in ("pytorch_lightning", "pytorch_lightning.utilities.rank_zero", "lightning.pytorch"):
+    logging.getLogger(_name).addFilter(_DropAdvertising())
+
+LINKED_FROM_DATA = ("num_keypoints", "input_size", "flip_pairs", "keypoint_names", "skeleton", "sigmas")
+
+
+def use_wandb_offline_without_credentials() -> None:
+    """wandb must never prompt: with no API key (environment or ~/.netrc) it runs offline."""
+    import netrc
+
+    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
+        return
+    try:
+        logged_in = netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        logged_in = False
+    if not logged_in:
+        os.environ["WANDB_MODE"] = "offline"
+
+
+class RunDirConfigSaver(SaveConfigCallback):
+    """Save the resolved config as ``<trainer.default_root_dir>/config.yaml`` (overwritten on resume),
+    the file that ``evaluate.py --config`` takes."""
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if trainer.is_global_zero:
+            run_dir = Path(trainer.default_root_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, run_dir / "config.yaml", skip_none=False, overwrite=True,
+                             multifile=False)
+
+
+def _short(class_path: Any) -> str:
+    return str(class_path or "").rsplit(".", 1)[-1]
+
+
+def dataset_tag(data_class_path: Any) -> str:
+    """``kpreg.data.mpii.MPIIDataModule`` → ``mpii``."""
+    name = _short(data_class_path)
+    for suffix in ("PoseDataModule", "DataModule"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name.lower() or "data"
+
+
+def head_tag(head_config: Any) -> str:
+    """The head's short ``name`` (``HeatmapHead.name`` = ``heatmap``), with ``-s<stride>`` when it has one."""
+    class_path = head_config.get("class_path") if hasattr(head_config, "get") else None
+    init_args = (head_config.get("init_args") if hasattr(head_config, "get") else None) or {}
+    name = _short(class_path).lower()
+    try:
+        module_name, _, class_name = str(class_path).rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        name = getattr(cls, "name", "") or name
+    except (ImportError, AttributeError, ValueError):
+        pass
+    stride = init_args.get("output_stride") if hasattr(init_args, "get") else None
+    return f"{name}-s{stride}" if stride is not None else name
+
+
+class KpregCLI(LightningCLI):
+    """LightningCLI with kpreg's links, checkpointing defaults, run directory, logger and progress display."""
+
+    def __init__(self, *args: Any, evaluate: bool = False, flip_override: bool | None = None, **kwargs: Any) -> None:
+        self.evaluate = evaluate
+        self.flip_override = flip_override
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for key in LINKED_FROM_DATA:
+            parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
+        # best.ckpt: the 'checkpoint' callback; last.ckpt (what --ckpt_path last resumes): 'last_checkpoint',
+        # written mid-epoch every N steps, after each validation, at the end and on SIGTERM.
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        # Model profile files always; with a WandbLogger also flat config, PCK curve, example panels.
+        parser.add_lightning_class_args(RunLogging, "run_logging")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/score",
+                "checkpoint.mode": "max",  # replaced by the primary metric's direction (before_instantiate_classes)
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": False,
+                "checkpoint.auto_insert_metric_name": False,
+                "trainer.logger": {"class_path": "pytorch_lightning.loggers.WandbLogger",
+                                   "init_args": {"project": "kpreg"}},
+            }
+        )
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="checkpoint to resume training from ('last' = the run's last.ckpt), "
+                                 "or to evaluate")
+        parser.add_argument("--allow_checkpoint_mismatch", type=bool, default=False,
+                            help="use a checkpoint whose head, keypoints or input size differ from the config's "
+                                 "(the tensors must still fit)")
+        if self.evaluate:
+            parser.add_argument("--json", type=str | None, default=None, help="write the metrics here")
+            parser.add_argument("--predictions_dir", type=str | None, default=None,
+                                help="where predictions are written (default: beside --json, or the run dir)")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config
+        tag = f"{dataset_tag(config.data.class_path)}/{head_tag(config.model.head)}"
+        root = config.trainer.default_root_dir or str(Path("runs") / tag)
+        config.trainer.default_root_dir = root
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = str(Path(root) / "checkpoints")
+        if config.last_checkpoint.dirpath is None:
+            config.last_checkpoint.dirpath = config.checkpoint.dirpath
+        if config.checkpoint.monitor == "val/score":  # val/score is the primary metric: follow its direction
+            _, higher = primary_metric(config.data.class_path, config.data.init_args)
+            config.checkpoint.mode = "max" if higher else "min"
+        if self.evaluate:
+            config.trainer.logger = False  # evaluation must not open a new experiment-tracker run
+            if self.flip_override is not None:  # an explicit --flip / --no-flip beats the run's config
+                config.model.flip_test = self.flip_override
+            return
+        use_wandb_offline_without_credentials()
+        logger = config.trainer.logger
+        if hasattr(logger, "get") and str(logger.get("class_path", "")).endswith("WandbLogger"):
+            init = logger.init_args
+            defaults = {"save_dir": root, "name": tag.replace("/", "-"), "group": dataset_tag(config.data.class_path),
+                        "tags": sorted(set(tag.split("/")))}
+            for key, value in defaults.items():
+                if init.get(key) in (None, ".") :
+                    init[key] = value
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        trainer_config = self.config_init.get("trainer") or {}
+        plugins = trainer_config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        # Public plugin API: kpreg's atomic checkpoint writer, and timm's SyncBatchNorm converter where sync_batchnorm
+        # is asked for (it keeps the activation of timm's fused BatchNormAct2d, which torch's converter drops).
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        if trainer_config.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
+            plugins.append(TimmSyncBatchNorm())
+        bar = progress_display() if trainer_config.get("enable_progress_bar") is not False else None
+        if bar is not None:
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), bar]
+        return super().instantiate_trainer(plugins=plugins, **kwargs)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        run_config = plain(self.config.as_dict())
+        self.model.run_config = run_config  # type: ignore[attr-defined]
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, RunLogging):
+                callback.run_config = run_config
+
+
+def progress_display() -> Any:
+    """Plain progress lines when standard output is not a terminal (log files, SLURM, CI); ``None`` keeps
+    Lightning's bar. ``KPREG_PROGRESS=lines|rich|none`` forces a choice."""
+    choice = os.environ.get("KPREG_PROGRESS", "auto")
+    if choice == "lines" or (choice == "auto" and not sys.stdout.isatty()):
+        return LogLineProgress()
+    return None
+
+
+def make_cli(args: Sequence[str], evaluate: bool, flip_override: bool | None = None) -> KpregCLI:
+    return KpregCLI(
+        KeypointModule,
+        KeypointDataModule,
+        subclass_mode_data=True,
+        save_config_callback=None if evaluate else RunDirConfigSaver,
+        auto_configure_optimizers=False,
+        run=False,
+        args=list(args),
+        evaluate=evaluate,
+        flip_override=flip_override,
+        trainer_defaults={"enable_progress_bar": os.environ.get("KPREG_PROGRESS") != "none"},
+    )

@@ -1,0 +1,431 @@
+"""The study report without wandb: ``python study.py report --out DIR`` → ``DIR/report.md`` and PNG plots.
+
+Reads only the study's files: ``<run>/result.json`` (written by ``kpreg.compare.study``, with the metric contract
+of its dataset: primary key, direction, headline columns), ``<run>/pck_curve.json`` and ``<run>/predictions.json``
+(written by ``evaluate.py``), and the run's ``config.yaml`` to rebuild the dataset for the image grid.
+Configurations (head × stride × extra grid values) are averaged over seeds: mean ± std. No metric is named here:
+the table's columns, the plots' axes and their directions come from the contract, so a study on any dataset gets
+a complete report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window (also on machines without a display)
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from kpreg.compare.drawing import add_pose_legend, draw_pose, new_figure  # noqa: E402
+from kpreg.metrics.contract import Column  # noqa: E402
+
+PLOT_STYLE = {"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 10,
+              "axes.grid": True, "grid.alpha": 0.3}
+
+
+@dataclass
+class Config:
+    """One configuration of the grid and its runs (one per seed)."""
+
+    head: str
+    stride: int | None
+    extra: dict[str, Any]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        extra = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.extra.items())
+        return self.head + (f" ({extra})" if extra else "")
+
+    def values(self, key: str) -> np.ndarray:
+        """``key`` of every seed: a metric name (``Mean``) or a top-level result field (``params``)."""
+        out = [r["metrics"].get(key) if key in r["metrics"] else r.get(key) for r in self.runs]
+        return np.array([np.nan if v is None else float(v) for v in out], dtype=np.float64)
+
+    def mean_std(self, key: str) -> tuple[float, float]:
+        v = self.values(key)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            return math.nan, math.nan
+        return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+# The contract of results written before result.json carried one (PCKh studies): their headline columns.
+LEGACY_CONTRACT: dict[str, Any] = {
+    "primary": "Mean", "higher_is_better": True, "title": "",
+    "columns": [
+        {"key": "Mean", "label": "PCKh@0.5", "higher_is_better": True, "digits": 2, "section": "PCKh", "unit": "%",
+         "headline": True, "long_label": ""},
+        {"key": "Mean@0.1", "label": "PCKh@0.1", "higher_is_better": True, "digits": 2, "section": "PCKh",
+         "unit": "%", "headline": True, "long_label": ""},
+        {"key": "AUC", "label": "AUC", "higher_is_better": True, "digits": 2, "section": "PCKh", "unit": "%",
+         "headline": True, "long_label": ""},
+        {"key": "MeanError", "label": "mean", "higher_is_better": False, "digits": 2, "section": "pixels",
+         "unit": "px", "headline": True, "long_label": "mean error"},
+    ],
+}
+
+
+@dataclass
+class Contract:
+    """The metric contract of a study's dataset, as evaluate.py wrote it (``metric_info.json``)."""
+
+    primary: str
+    higher_is_better: bool
+    columns: list[Column]
+
+    @classmethod
+    def of(cls, configs: Sequence[Config]) -> Contract:
+        for c in configs:
+            for r in c.runs:
+                info = r.get("metric_info")
+                if info and info.get("columns"):
+                    return cls.from_info(info)
+        return cls.from_info(LEGACY_CONTRACT)
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> Contract:
+        columns = [Column(**{k: v for k, v in c.items() if k in Column.__dataclass_fields__}) for c in info["columns"]]
+        return cls(info["primary"], bool(info["higher_is_better"]), columns)
+
+    def column(self, key: str) -> Column:
+        return next((c for c in self.columns if c.key == key), Column(key, key, True))
+
+    @property
+    def headline(self) -> list[Column]:
+        """The primary first, then the other headline columns in the metrics' order."""
+        cols = [c for c in self.columns if c.headline and c.key != self.primary]
+        return [self.column(self.primary), *cols]
+
+    @property
+    def groups(self) -> list[Column]:
+        """The columns that break the primary's section down (e.g. PCKh's Head … Ankle)."""
+        section = self.column(self.primary).section
+        return [c for c in self.columns if c.section == section and not c.headline]
+
+    @property
+    def second(self) -> Column:
+        """A second headline number of the primary's section (PCKh@0.1 beside PCKh@0.5; PCK@0.1 beside an error)."""
+        primary = self.column(self.primary)
+        same = [c for c in self.headline[1:] if c.section == primary.section and c.unit == primary.unit]
+        return (same or self.headline[1:] or [primary])[0]
+
+
+def load_configs(out: Path) -> list[Config]:
+    """The study's finished runs grouped by configuration, in the study's run order."""
+    order = {}
+    definition = out / "study.json"
+    if definition.is_file():
+        order = {r["name"]: i for i, r in enumerate(json.loads(definition.read_text())["runs"])}
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("*/result.json"))]
+    results.sort(key=lambda r: order.get(r["name"], len(order)))
+    groups: dict[tuple, Config] = {}
+    for r in results:
+        key = (r["head"], r["stride"], json.dumps(r.get("extra", {}), sort_keys=True))
+        groups.setdefault(key, Config(r["head"], r["stride"], r.get("extra", {}))).runs.append(r)
+    return list(groups.values())
+
+
+def head_colors(configs: Sequence[Config]) -> dict[str, Any]:
+    """One colour per head label, the same in every plot."""
+    labels = list(dict.fromkeys(c.label for c in configs))
+    cmap = matplotlib.colormaps["tab10"]
+    return {label: cmap(i % 10) for i, label in enumerate(labels)}
+
+
+def fmt(mean: float, std: float, digits: int = 2, n: int = 1) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+
+
+def fmt_count(value: float) -> str:
+    if not math.isfinite(value):
+        return "–"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
+
+
+# ---- tables --------------------------------------------------------------------------------------------
+def summary_table(configs: Sequence[Config], contract: Contract | None = None) -> str:
+    contract = contract or Contract.of(configs)
+    metrics = contract.headline
+    header = ["Head", "Stride", *(f"**{c.header}**" if c.key == contract.primary else c.header for c in metrics),
+              "Params", "FLOPs", "Latency (ms, CPU)", "Peak RSS (MiB)", "Train time (s)", "Seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", "---:"] + ["---:"] * (len(header) - 2)) + "|"]
+    for c in configs:
+        n = len(c.runs)
+        row = [c.label, str(c.stride) if c.stride is not None else "–"]
+        row += [fmt(*c.mean_std(m.key), digits=m.digits, n=n) for m in metrics]
+        row += [fmt_count(c.mean_std("params")[0]), fmt_count(c.mean_std("flops")[0])]
+        row += [fmt(*c.mean_std("latency_ms"), digits=2, n=n), fmt(*c.mean_std("peak_rss_mb"), digits=0, n=n),
+                fmt(*c.mean_std("train_wall_s"), digits=1, n=n), str(n)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def group_table(configs: Sequence[Config], contract: Contract | None = None) -> tuple[str, str]:
+    """(title, table): the primary's breakdown (PCKh per joint group), or the mean pixel error per keypoint where
+    the primary's section has none; mean over seeds."""
+    contract = contract or Contract.of(configs)
+    legacy = [k for k in ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle") if k in configs[0].runs[0]["metrics"]]
+    keys = [(c.key, c.label) for c in contract.groups] or [(k, k) for k in legacy if contract.primary == "Mean"]
+    title = f"{contract.column(contract.primary).header} per group"
+    if not keys:
+        names = [k.split("/", 1)[1] for k in configs[0].runs[0]["metrics"] if k.startswith("MeanError/")]
+        keys = [(f"MeanError/{n}", n) for n in names][:20]
+        title = "Mean error per keypoint (px)"
+    if not keys:
+        return "", ""
+    lines = ["| Model | Stride | " + " | ".join(label for _, label in keys) + " |", "|:---|---:|" + "---:|" * len(keys)]
+    for c in configs:
+        cells = [fmt(c.mean_std(k)[0], 0.0, digits=1) for k, _ in keys]
+        lines.append(f"| {c.label} | {c.stride if c.stride is not None else '–'} | " + " | ".join(cells) + " |")
+    return title, "\n".join(lines)
+
+
+# ---- plots ---------------------------------------------------------------------------------------------
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=120, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def plot_accuracy_vs_stride(configs: Sequence[Config], colors: dict[str, Any], path: Path,
+                            contract: Contract | None = None) -> Path:
+    """The primary metric and a second headline number against the output stride, one line per head (the DSNT
+    paper's resolution figure); heads without a stride are dashed horizontal lines."""
+    contract = contract or Contract.of(configs)
+    with matplotlib.rc_context(PLOT_STYLE):
+        fig = new_figure(12, 4.8)
+        axes = fig.subplots(1, 2)
+        strides = sorted({c.stride for c in configs if c.stride is not None})
+        pairs = [(axes[0], contract.column(contract.primary)), (axes[1], contract.second)]
+        for ax, column in pairs:
+            key, name = column.key, column.header
+            by_label: dict[str, list[Config]] = defaultdict(list)
+            for c in configs:
+                by_label[c.label].append(c)
+            for label, cs in by_label.items():
+                with_stride = sorted((c for c in cs if c.stride is not None), key=lambda c: c.stride)
+                if with_stride:
+                    stats = [c.mean_std(key) for c in with_stride]
+                    ax.errorbar([c.stride for c in with_stride], [m for m, _ in stats], yerr=[s for _, s in stats],
+                                marker="o", capsize=4, linewidth=2, color=colors[label], label=label)
+                for c in cs:
+                    if c.stride is None:
+                        m, s = c.mean_std(key)
+                        ax.axhline(m, linestyle="--", linewidth=2, color=colors[label], label=f"{label} (no stride)")
+                        if s > 0:
+                            ax.axhspan(m - s, m + s, color=colors[label], alpha=0.12)
+            if strides:
+                ax.set_xscale("log", base=2)
+                ax.set_xticks(strides, [str(s) for s in strides])
+                ax.minorticks_off()
+            ax.set_xlabel("output stride (input pixels per heatmap cell)")
+            ax.set_ylabel(name)
+            ax.set_title(f"{name} vs output stride" + ("" if column.higher_is_better else " (lower is better)"))
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, 1.08),
+                   frameon=False)
+        fig.suptitle("Accuracy vs output resolution (mean ± std over seeds)", y=1.14, fontsize=14)
+        return _save(fig, path)
+
+
+def plot_pck_curves(configs: Sequence[Config], colors: dict[str, Any], out: Path, path: Path) -> Path | None:
+    """PCK against the normalised threshold per head (PCKh on head-normalised data, box-relative PCK otherwise),
+    at each head's finest stride, mean over seeds."""
+    finest: dict[str, Config] = {}
+    for c in configs:
+        best = finest.get(c.label)
+        if best is None or (c.stride is not None and (best.stride is None or c.stride < best.stride)):
+            finest[c.label] = c
+    with matplotlib.rc_context(PLOT_STYLE):
+        fig = new_figure(7.5, 5.2)
+        ax = fig.subplots()
+        drawn = 0
+        for label, c in finest.items():
+            curves = [json.loads(p.read_text()) for r in c.runs if (p := out / r["name"] / "pck_curve.json").is_file()]
+            if not curves:
+                continue
+            t = np.array(curves[0]["thresholds"])
+            pck = np.array([cv["pck"] for cv in curves])  # (seeds, T)
+            stride = f"stride {c.stride}" if c.stride is not None else "no stride"
+            ax.plot(t, pck.mean(0), linewidth=2, color=colors[label], label=f"{label} ({stride})")
+            if len(curves) > 1:
+                ax.fill_between(t, pck.min(0), pck.max(0), color=colors[label], alpha=0.15)
+            drawn += 1
+        if not drawn:
+            return None
+        ax.set_xlabel(curves[0].get("label", "threshold (fraction of the head size)"))
+        ax.set_ylabel(curves[0].get("metric", "PCKh (%)"))
+        ax.set_xlim(0, float(t[-1]))
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{curves[0].get('metric', 'PCKh (%)').split(' ')[0]} vs threshold (finest stride per head)")
+        ax.legend(loc="lower right")
+        return _save(fig, path)
+
+
+STRIDE_MARKERS = {4: "o", 8: "s", 16: "^", 32: "D", 64: "v"}  # output stride → marker; no stride: "X"
+
+
+def stride_marker(stride: int | None) -> str:
+    return "X" if stride is None else STRIDE_MARKERS.get(stride, "P")
+
+
+def plot_accuracy_vs_cost(configs: Sequence[Config], colors: dict[str, Any], path: Path,
+                          contract: Contract | None = None) -> Path:
+    """The primary metric against training wall time and against CPU latency: every seed a point, colour = head,
+    marker = output stride (markers rather than text labels: with 50 runs labels overlap)."""
+    from matplotlib.lines import Line2D
+
+    contract = contract or Contract.of(configs)
+    primary = contract.column(contract.primary)
+    with matplotlib.rc_context(PLOT_STYLE):
+        fig = new_figure(12, 4.8)
+        axes = fig.subplots(1, 2)
+        for ax, key, xlabel, title in ((axes[0], "train_wall_s", "training wall time (s)", "Accuracy vs training time"),
+                                       (axes[1], "latency_ms", "forward latency, batch 1, CPU (ms)",
+                                        "Accuracy vs inference latency")):
+            for c in configs:
+                ax.scatter(c.values(key), c.values(primary.key), s=55, color=colors[c.label],
+                           marker=stride_marker(c.stride), edgecolor="black", linewidth=0.5, zorder=3)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(primary.header)
+            ax.set_title(title)
+        heads = list(dict.fromkeys(c.label for c in configs))
+        strides = sorted({c.stride for c in configs}, key=lambda s: (s is None, s or 0))
+        head_handles = [Line2D([], [], linestyle="", marker="o", markersize=8, color=colors[h],
+                               markeredgecolor="black", label=h) for h in heads]
+        stride_handles = [Line2D([], [], linestyle="", marker=stride_marker(s), markersize=8, color="#bbbbbb",
+                                 markeredgecolor="black", label=f"stride {s}" if s is not None else "no stride")
+                          for s in strides]
+        # Two legend rows under the axes: colours (heads), then markers (strides).
+        fig.legend(handles=head_handles, loc="lower center", ncol=len(head_handles), bbox_to_anchor=(0.5, -0.08),
+                   frameon=False)
+        fig.legend(handles=stride_handles, loc="lower center", ncol=len(stride_handles), bbox_to_anchor=(0.5, -0.15),
+                   frameon=False)
+        fig.suptitle("Accuracy vs cost (one point per run; colour = head, marker = output stride)", y=1.02,
+                     fontsize=14)
+        return _save(fig, path)
+
+
+def load_eval_dataset(run_dir: Path) -> Any:
+    """The evaluated split of a run, rebuilt from its ``config.yaml`` (``data.class_path`` + ``init_args``)."""
+    data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
+    module_name, _, class_name = data["class_path"].rpartition(".")
+    datamodule = getattr(importlib.import_module(module_name), class_name)(**(data.get("init_args") or {}))
+    datamodule.setup("test")
+    return datamodule, datamodule.datasets["test"]
+
+
+def plot_prediction_grid(configs: Sequence[Config], out: Path, path: Path, num_images: int = 6) -> Path | None:
+    """Rows: each head at stride 4 (else its finest stride; first seed); columns: the first validation images,
+    prediction and ground truth with the skeleton."""
+    from kpreg.data.sample import tensor_to_image
+
+    chosen: dict[str, Config] = {}
+    for c in configs:
+        best = chosen.get(c.label)
+        rank = (c.stride != 4, c.stride if c.stride is not None else 0)
+        if best is None or rank < (best.stride != 4, best.stride if best.stride is not None else 0):
+            chosen[c.label] = c
+    rows = [(label, c, out / c.runs[0]["name"]) for label, c in chosen.items()
+            if (out / c.runs[0]["name"] / "predictions.json").is_file()]
+    if not rows:
+        return None
+    datamodule, dataset = load_eval_dataset(rows[0][2])
+    skeleton = datamodule.describe()["skeleton"]
+    n = min(num_images, len(dataset))
+    samples = [dataset[i] for i in range(n)]
+    fig = new_figure(2.1 * n + 1.2, 2.2 * len(rows) + 0.8)
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (label, c, run_dir) in enumerate(rows):
+        predictions = {p["index"]: p for p in json.loads((run_dir / "predictions.json").read_text())["predictions"]}
+        for i, sample in enumerate(samples):
+            meta = sample["meta"]
+            index = int(meta["index"])
+            # predictions are in original-image pixels: back to the input crop with the inverse of affine_inv
+            to_input = np.linalg.inv(np.vstack([meta["affine_inv"].numpy(), [0.0, 0.0, 1.0]]))[:2]  # (2, 3)
+            pred = np.asarray(predictions[index]["keypoints"], dtype=np.float64) if index in predictions else None
+            if pred is not None:
+                pred = pred @ to_input[:, :2].T + to_input[:, 2]  # (K, 2) x,y input pixels
+            gt = sample["keypoints"].numpy().astype(np.float64)  # (K, 2) x,y input pixels
+            gt[sample["visibility"].numpy() <= 0] = np.nan
+            ax = axes[r, i]
+            draw_pose(ax, tensor_to_image(sample["image"]), skeleton, gt=gt, pred=pred,
+                      title=f"val #{index}" if r == 0 else None)
+            if i == 0:
+                stride = f"stride {c.stride}" if c.stride is not None else "no stride"
+                ax.set_ylabel(f"{label}\n{stride}", fontsize=11)
+    fig.suptitle("The same validation images predicted by each head", fontsize=14)
+    add_pose_legend(fig)
+    fig.subplots_adjust(left=0.08, right=0.99, top=0.9, bottom=0.08, wspace=0.05, hspace=0.08)
+    return _save(fig, path)
+
+
+# ---- the report ----------------------------------------------------------------------------------------
+def write_report(out: Path | str) -> Path:
+    """Write ``<out>/report.md`` and its plots; returns the report's path."""
+    out = Path(out)
+    configs = load_configs(out)
+    name = out.name
+    if (out / "study.json").is_file():
+        name = json.loads((out / "study.json").read_text()).get("name", name)
+    lines = [f"# Study: {name}", ""]
+    if not configs:
+        lines.append("No finished runs yet (no `*/result.json`).")
+        (out / "report.md").write_text("\n".join(lines) + "\n")
+        return out / "report.md"
+    colors = head_colors(configs)
+    contract = Contract.of(configs)
+    primary = contract.column(contract.primary)
+    n_runs = sum(len(c.runs) for c in configs)
+    direction = "higher" if contract.higher_is_better else "lower"
+    lines += [f"{n_runs} finished runs in {len(configs)} configurations; ± is the standard deviation over seeds. "
+              f"The primary metric, in bold, is {primary.header} ({direction} is better; it selected each run's "
+              "checkpoint). Params, FLOPs and latency are for batch 1 on a CPU; peak RSS is the larger of the train "
+              "and evaluate processes'.", "", summary_table(configs, contract), ""]
+    title, groups = group_table(configs, contract)
+    if groups:
+        lines += [f"## {title}", "", groups, ""]
+    plots = [
+        ("Accuracy vs output stride",
+         plot_accuracy_vs_stride(configs, colors, out / "accuracy_vs_stride.png", contract)),
+        ("PCK vs threshold", plot_pck_curves(configs, colors, out, out / "pck_vs_threshold.png")),
+        ("Accuracy vs cost", plot_accuracy_vs_cost(configs, colors, out / "accuracy_vs_cost.png", contract)),
+    ]
+    try:
+        grid = plot_prediction_grid(configs, out, out / "predictions_grid.png")
+    except Exception as err:  # e.g. a dataset whose files are not on this machine: the rest of the report stands
+        lines += [f"(prediction grid skipped: {err})", ""]
+        grid = None
+    plots.append(("Predictions on the same validation images", grid))
+    for title, path in plots:
+        if path is not None:
+            lines += [f"## {title}", "", f"![{title}]({path.name})", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return out / "report.md"
+
+
+def report_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="study.py report", description="Write <out>/report.md and plots.")
+    parser.add_argument("--out", required=True, help="the study directory")
+    args = parser.parse_args(argv)
+    if not Path(args.out).is_dir():
+        parser.error(f"no such study directory: {args.out}")
+    print(f"wrote {write_report(args.out)}")
+    return 0

@@ -1,0 +1,440 @@
+"""Head comparison studies: one command runs a grid of ``train.py`` + ``evaluate.py`` runs and reports it.
+
+A study is a base config (one or more ``--config`` parts, merged in order as ``train.py`` merges them: a data part
+and optionally a protocol part) and a grid: heads (``--heads heatmap,simcc``: the head parts
+``configs/heads/<name>.yaml``, or paths to head parts) × output strides × seeds × any other config key
+(``--grid key=v1,v2``). Every run gets its own complete config file ``<out>/<run>/study_config.yaml``, and is
+exactly what a user would run by hand::
+
+    python train.py --config <out>/<run>/study_config.yaml [--ckpt_path last]
+    python evaluate.py --config <out>/<run>/config.yaml --ckpt_path <out>/<run>/checkpoints/best.ckpt \\
+        --json <out>/<run>/metrics.json
+
+The runner then writes ``<out>/<run>/result.json`` (metrics, the metric contract — primary key, its direction,
+the summary columns — parameters, FLOPs, latency, peak memory, wall times); a run with a ``result.json`` is done
+and skipped when the command is repeated. A run that was
+interrupted resumes: training from its ``last.ckpt``, or straight to evaluation if training had finished.
+Heads without an output stride (FC) run once per seed, not once per stride.
+
+Several runners may work on one study directory at once (one per GPU, or one per CPU core): each run is
+claimed with an exclusive ``flock`` on ``<out>/<run>/.claim`` for as long as it executes, and a runner skips
+the runs another one holds. The operating system drops the lock when a runner dies, so a killed run is
+picked up again by the next runner that reaches it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import fcntl
+import importlib
+import inspect
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kpreg.training.primary import primary_metric
+
+REPO = Path(__file__).resolve().parents[2]
+HEAD_PARTS = REPO / "configs" / "heads"
+
+
+@dataclass
+class RunSpec:
+    """One cell of the grid."""
+
+    name: str
+    head: str  # the head's name in the study (its head part's file stem)
+    head_class: str
+    stride: int | None  # None: the head has no output stride
+    seed: int
+    extra: dict[str, Any] = field(default_factory=dict)  # values of the --grid axes
+
+
+# ---- config plumbing ------------------------------------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """A ``--set`` / ``--grid`` value as YAML (``32`` → int, ``true`` → bool, ``[1, 2]`` → list)."""
+    return yaml.safe_load(text)
+
+
+def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """``config[a][b][c] = value`` for ``a.b.c``, creating missing levels."""
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[last] = value
+
+
+HEAD_ARGS = "model.head.init_args."
+
+
+def head_accepts(head: dict[str, Any], arg: str) -> bool:
+    """Whether the head class takes ``arg`` (from its signature, not from its name): a head argument in the
+    grid or in ``--set`` (``output_stride``, ``neck_channels`` …) applies only to the heads that have it."""
+    module_name, _, class_name = head["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return arg in inspect.signature(cls.__init__).parameters
+
+
+def applies_to(key: str, head: dict[str, Any]) -> bool:
+    return not key.startswith(HEAD_ARGS) or head_accepts(head, key[len(HEAD_ARGS):].split(".")[0])
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"config not found: {path}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def merge(base: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """``part`` merged into ``base`` (a copy), as jsonargparse merges several ``--config`` files: nested keys merge,
+    other values are replaced; a ``class_path`` that differs from the base's replaces the whole section (init
+    arguments of another class never carry over)."""
+    out = copy.deepcopy(base)
+    for key, value in part.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            if "class_path" in value and old.get("class_path") not in (None, value["class_path"]):
+                out[key] = copy.deepcopy(value)
+            else:
+                out[key] = merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def dataset_tag(config: dict[str, Any]) -> str:
+    """The dataset tag of a run, from its datamodule class (``kpreg.data.mpii.MPIIDataModule`` → ``mpii``)."""
+    name = str((config.get("data") or {}).get("class_path") or "data").rsplit(".", 1)[-1]
+    for suffix in ("PoseDataModule", "DataModule"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)].lower()
+    return name.lower()
+
+
+def head_part_path(head: str) -> Path:
+    """A head given on the command line: a path to a head part, or a name of ``configs/heads/<name>.yaml``."""
+    path = Path(head)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    path = HEAD_PARTS / f"{head}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in HEAD_PARTS.glob("*.yaml"))
+        raise FileNotFoundError(f"no head part for '{head}': {path} (known heads: {', '.join(known)})")
+    return path
+
+
+# ---- the study -----------------------------------------------------------------------------------------
+class Study:
+    """Args: the parsed command line (see ``build_parser``)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.name: str = args.name
+        self.out = Path(args.out)
+        self.base_paths = [Path(c) for c in (args.config or [])]
+        # head name → the part that provides its ``model.head`` (with --configs: the whole config)
+        self.head_configs: dict[str, Path] = {}
+        if args.configs:
+            self.head_configs = {Path(c).stem: Path(c) for c in args.configs}
+        elif args.heads:
+            if not self.base_paths:
+                raise ValueError("--heads needs --config (the base parts: data, protocol)")
+            for head in args.heads.split(","):
+                path = head_part_path(head.strip())
+                self.head_configs[path.stem] = path
+        elif self.base_paths:
+            base = self.base()
+            if "head" not in (base.get("model") or {}):
+                raise ValueError("the base config has no model.head: give --heads (e.g. --heads heatmap,dsnt)")
+            self.head_configs = {self.base_paths[-1].stem: self.base_paths[-1]}
+        else:
+            raise ValueError("give --config (with optional --heads) or --configs")
+        self.strides = [int(s) for s in args.strides.split(",")] if args.strides else []
+        self.seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
+        self.sets = [self._split(kv, "--set") for kv in args.set or []]
+        self.grid = [(k, [parse_value(v) for v in vs.split(",")]) for k, vs in (self._split(g, "--grid")
+                                                                               for g in args.grid or [])]
+
+    @staticmethod
+    def _split(item: str, flag: str) -> tuple[str, str]:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} takes key=value, got '{item}'")
+        return key.strip(), value.strip()
+
+    def higher_is_better(self) -> bool:
+        """The direction of the study's primary metric (that of the first head's config)."""
+        data = self.head_config(next(iter(self.head_configs))).get("data") or {}
+        return primary_metric(data.get("class_path", ""), data.get("init_args"))[1]
+
+    def base(self) -> dict[str, Any]:
+        """The base parts merged in order."""
+        config: dict[str, Any] = {}
+        for path in self.base_paths:
+            config = merge(config, load_yaml(path))
+        return config
+
+    def head_config(self, head: str) -> dict[str, Any]:
+        """The complete config of ``head`` before the grid: the base parts merged with this head's part."""
+        head_path = self.head_configs[head]
+        if self.args.configs or not self.base_paths:
+            return load_yaml(head_path)
+        part = load_yaml(head_path)
+        if "head" not in (part.get("model") or {}):
+            raise ValueError(f"{head_path} is not a head part: it has no model.head")
+        return merge(self.base(), part)
+
+    def runs(self) -> list[tuple[RunSpec, dict[str, Any]]]:
+        """Every run of the grid with its complete config, in a stable order (head, stride, extra, seed)."""
+        out = []
+        for head in self.head_configs:
+            base = self.head_config(head)
+            head_section = (base.get("model") or {}).get("head")
+            if not isinstance(head_section, dict) or "class_path" not in head_section:
+                raise ValueError(f"the config of head '{head}' has no model.head.class_path")
+            has_stride = head_accepts(head_section, "output_stride")
+            strides: list[int | None] = list(self.strides) if (has_stride and self.strides) else [None]
+            grid = [(k, vs) for k, vs in self.grid if applies_to(k, head_section)]
+            sets = [(k, v) for k, v in self.sets if applies_to(k, head_section)]
+            grid_keys = [k for k, _ in grid]
+            for stride, values, seed in itertools.product(strides, itertools.product(*(v for _, v in grid)),
+                                                           self.seeds):
+                config = copy.deepcopy(base)
+                if stride is not None:
+                    set_key(config, "model.head.init_args.output_stride", stride)
+                if seed is not None:
+                    config["seed_everything"] = seed
+                extra = dict(zip(grid_keys, values))
+                for key, value in extra.items():
+                    set_key(config, key, value)
+                for key, value in sets:
+                    set_key(config, key, parse_value(value))
+                eff_stride = (config["model"]["head"].get("init_args") or {}).get("output_stride") if has_stride else None
+                eff_seed = int(config.get("seed_everything") or 0)
+                parts = [head] + ([f"s{eff_stride}"] if eff_stride is not None else [])
+                parts += [f"{k.rsplit('.', 1)[-1]}{v}" for k, v in extra.items()] + [f"seed{eff_seed}"]
+                spec = RunSpec("-".join(parts), head, head_section["class_path"].rsplit(".", 1)[-1],
+                               eff_stride, eff_seed, extra)
+                out.append((spec, config))
+        names = [spec.name for spec, _ in out]
+        if len(set(names)) != len(names):
+            raise ValueError(f"the grid gives duplicate run names: {sorted(n for n in names if names.count(n) > 1)}")
+        return out
+
+    def finalise_config(self, spec: RunSpec, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+        """Point the run's outputs at ``run_dir`` and label its tracker run (group = study, tags)."""
+        config = copy.deepcopy(config)
+        set_key(config, "trainer.default_root_dir", str(run_dir))
+        trainer = config.setdefault("trainer", {})
+        if "logger" not in trainer:  # train.py's default logger, made explicit to name and group the run
+            trainer["logger"] = {"class_path": "pytorch_lightning.loggers.WandbLogger", "init_args": {"project": "kpreg"}}
+        logger = trainer.get("logger")
+        if isinstance(logger, dict) and "class_path" in logger:
+            init = logger.setdefault("init_args", {})
+            if "save_dir" in init or logger["class_path"].endswith(("WandbLogger", "CSVLogger", "TensorBoardLogger")):
+                init["save_dir"] = str(run_dir)
+            if logger["class_path"].endswith("WandbLogger"):
+                init["name"] = f"{self.name}/{spec.name}"
+                init["group"] = self.name
+                stride_tag = f"stride{spec.stride}" if spec.stride is not None else "no-stride"
+                init["tags"] = sorted({dataset_tag(config), spec.head, stride_tag, f"seed{spec.seed}", self.name})
+        return config
+
+    # ---- running ---------------------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        line = f"[study {self.name}] {message}"
+        print(line, flush=True)
+        with open(self.out / "study.log", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def write_definition(self, runs: list[tuple[RunSpec, dict[str, Any]]]) -> None:
+        definition = {
+            "name": self.name,
+            "base_config": [str(p) for p in self.base_paths],
+            "heads": {h: str(p) for h, p in self.head_configs.items()},
+            "strides": self.strides,
+            "seeds": [s for s in self.seeds if s is not None],
+            "set": dict(self.sets),
+            "grid": dict(self.grid),
+            "runs": [asdict(spec) for spec, _ in runs],
+        }
+        write_json_atomic(self.out / "study.json", definition)  # atomic: parallel runners rewrite it
+
+    def run(self) -> int:
+        """Run every run that has no ``result.json`` (at most ``--max-runs``); 0 when all succeeded."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        runs = self.runs()
+        self.write_definition(runs)
+        if self.args.sweep_yaml:
+            path = write_sweep(self, runs, Path(self.args.sweep_yaml))
+            self.log(f"wrote the wandb sweep {path} ({len(runs)} runs): wandb sweep {path}")
+        self.log(f"{len(runs)} runs in {self.out}")
+        executed, failed = 0, []
+        for spec, config in runs:
+            run_dir = self.out / spec.name
+            if (run_dir / "result.json").is_file():
+                self.log(f"skip {spec.name}: result.json exists")
+                continue
+            if self.args.max_runs is not None and executed >= self.args.max_runs:
+                self.log(f"stop: --max-runs {self.args.max_runs} reached")
+                break
+            with RunClaim(run_dir) as claimed:
+                if not claimed:
+                    self.log(f"skip {spec.name}: another study runner is executing it")
+                    continue
+                if (run_dir / "result.json").is_file():  # finished by another runner since the check above
+                    self.log(f"skip {spec.name}: result.json exists")
+                    continue
+                executed += 1
+                try:
+                    self.execute(spec, config, run_dir)
+                except RunFailed as err:
+                    failed.append(spec.name)
+                    self.log(f"FAILED {spec.name}: {err}")
+        self.log(f"done: {executed} run(s) executed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
+        return 1 if failed else 0
+
+    def execute(self, spec: RunSpec, config: dict[str, Any], run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_path = run_dir / "study_config.yaml"
+        config_path.write_text(yaml.safe_dump(self.finalise_config(spec, config, run_dir), sort_keys=False))
+        train_record = run_dir / "train_done.json"
+        if train_record.is_file():
+            self.log(f"{spec.name}: training already finished, evaluating")
+            train = json.loads(train_record.read_text())
+        else:
+            resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+            cmd = [sys.executable, "train.py", "--config", str(config_path)] + (["--ckpt_path", "last"] if resume else [])
+            self.log(f"{spec.name}: {'resume training from last.ckpt' if resume else 'train'}")
+            wall, rss = run_child(cmd, run_dir / "train.log")
+            train = {"wall_s": wall, "peak_rss_mb": rss, "resumed": resume}
+            write_json_atomic(train_record, train)
+        self.log(f"{spec.name}: evaluate")
+        metrics_path = run_dir / "metrics.json"
+        cmd = [sys.executable, "evaluate.py", "--config", str(run_dir / "config.yaml"),
+               "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt"), "--json", str(metrics_path)]
+        eval_wall, eval_rss = run_child(cmd, run_dir / "evaluate.log")
+        profile = read_json(run_dir / "model_profile.json")
+        stats = read_json(run_dir / "train_stats.json")
+        info = read_json(run_dir / "metric_info.json")  # the metric contract: primary key, direction, columns
+        result = {
+            **asdict(spec),
+            "study": self.name,
+            "metrics": json.loads(metrics_path.read_text()),
+            "metric_info": info,
+            "params": profile.get("params"),
+            "flops": profile.get("flops"),
+            "latency_ms": profile.get("latency_ms"),
+            "latency_device": profile.get("latency_device"),
+            "train_wall_s": train["wall_s"],
+            "train_resumed": train["resumed"],
+            "eval_wall_s": eval_wall,
+            "peak_rss_mb": max(train["peak_rss_mb"], eval_rss),
+            "peak_accelerator_memory_mb": stats.get("peak_accelerator_memory_mb"),
+        }
+        write_json_atomic(run_dir / "result.json", result)  # last: its presence means the run is complete
+        primary = info.get("primary")
+        label = next((c["label"] for c in info.get("columns", []) if c["key"] == primary), primary)
+        value = result["metrics"].get(primary, float("nan")) if primary else float("nan")
+        self.log(f"{spec.name}: {label} {value:.4g}, train {train['wall_s']:.1f} s")
+
+
+class RunClaim:
+    """``with RunClaim(run_dir) as claimed``: an exclusive, non-blocking ``flock`` on ``run_dir/.claim``.
+    ``claimed`` is False when another process holds it. The lock lives as long as the open file, so it is
+    released on exit from the block and by the operating system when the process dies."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".claim"
+        self.file: Any = None
+
+    def __enter__(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            self.file = None
+            return False
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the descriptor releases the lock
+
+
+class RunFailed(RuntimeError):
+    """A train.py / evaluate.py child exited non-zero."""
+
+
+def run_child(cmd: list[str], log_path: Path) -> tuple[float, float]:
+    """Run ``cmd`` from the repository root, output to ``log_path`` → (wall seconds, peak RSS MiB of this
+    child alone). ``os.wait4`` gives the child's own rusage; ``RUSAGE_CHILDREN`` would be the maximum over
+    every child so far."""
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()  # Ctrl-C on the study stops the child too; its last.ckpt makes the run resumable
+            proc.wait()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = log_path.read_text().strip().splitlines()[-3:]
+        raise RunFailed(f"{' '.join(cmd[1:3])} exited with {proc.returncode} (see {log_path}): " + " | ".join(tail))
+    # ru_maxrss is KiB on Linux (bytes on macOS).
+    rss_mb = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+    return wall, rss_mb
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_json_atomic(path: Path, content: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: parallel runners write study.json
+    tmp.write_text(json.dumps(content, indent=2))
+    os.replace(tmp, path)
+
+
+# ---- wandb sweep ---------------------------------------------------------------------------------------
+def write_sweep(study: Study, runs: list[tuple[RunSpec, dict[str, Any]]], path: Path) -> Path:
+    """A wandb grid sweep over the study's runs. Its one parameter is ``config``: one complete config per run
+    under ``<out>/sweep/``, because a wandb grid cannot skip strides for heads without one (FC)."""
+    sweep_dir = study.out / "sweep"
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    configs = []
+    for spec, config in runs:
+        config_path = sweep_dir / f"{spec.name}.yaml"
+        config_path.write_text(yaml.safe_dump(study.finalise_config(spec, config, sweep_dir / spec.name), sort_keys=False))
+        # The agent runs train.py from the repository root: paths inside it are given relative to it.
+        resolved = config_path.resolve()
+        configs.append(str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(resolved))
+    sweep = {
+        "name": study.name,
+        "program": "train.py",
+        "method": "grid",
+        "metric": {"name": "val/score", "goal": "maximize" if study.higher_is_better() else "minimize"},
+        "parameters": {"config": {"values": configs}},
+        # ${args} expands to --config=<file>: LightningCLI takes it like --config <file>.
+        "command": ["${env}", "${interpreter}", "${program}", "${args}"],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path

@@ -1,0 +1,204 @@
+"""The one metric contract: what every dataset metric declares, and the one table renderer.
+
+A dataset metric is a torchmetrics ``Metric`` with
+
+* ``update(pred, scores, meta)``: ``pred`` (B, K, 2) x,y original-image pixels, ``scores`` (B, K) keypoint
+  confidences, ``meta`` the batch's collated ``meta`` dict (the sample contract, ``kpreg.data.sample``);
+* ``compute() -> dict[str, float]``: a flat dict of numbers;
+* ``columns``: the summary columns it reports (key, label, direction), in table order;
+* ``higher_is_better(key)``: the direction of any of its keys (``None`` for keys it does not own);
+* optionally ``curve()``: a PCK-vs-threshold curve ``{"thresholds": [...], "pck": [...], "label": ...}``.
+
+``KeypointMetrics`` combines a dataset's metrics (pixel error and PCK everywhere; PCKh and OKS AP where the dataset
+defines them) and names the **primary** key, which selects the best checkpoint and heads the study report.
+Checkpointing, the study runner, the report and the loggers read only this contract: no metric name is spelt
+outside ``kpreg.metrics``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from torch import nn
+from torchmetrics import Metric
+
+
+@dataclass(frozen=True)
+class Column:
+    """A summary column of a metric: ``key`` of ``compute()``, its table / report ``label``, its direction."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+    digits: int = 2
+    section: str = ""  # the table section it belongs to (e.g. "PCKh", "pixels", "OKS")
+    unit: str = "%"  # "%", "px" or "" (a fraction)
+    headline: bool = False  # one of the few numbers a comparison of runs shows (the study report's table)
+    long_label: str = ""  # the report's wording where the table's short label needs its section to be understood
+
+    @property
+    def header(self) -> str:
+        """The report's column header with its unit: ``PCKh@0.5 (%)``, ``mean error (px)``."""
+        label = self.long_label or self.label
+        return f"{label} ({self.unit})" if self.unit else label
+
+
+class DatasetMetric(Metric):
+    """Base class of the dataset metrics (see the module docstring for the contract)."""
+
+    is_differentiable = False
+    full_state_update = False
+    section: str = ""  # the name of the metric's table section
+
+    @property
+    @abstractmethod
+    def columns(self) -> list[Column]:
+        """The summary columns, in table order."""
+
+    @abstractmethod
+    def update(self, pred: torch.Tensor, scores: torch.Tensor, meta: dict[str, Any]) -> None:  # type: ignore[override]
+        """pred (B, K, 2) x,y original pixels; scores (B, K); meta: the batch's collated sample meta."""
+
+    @classmethod
+    def higher_is_better(cls, key: str) -> bool | None:
+        """The direction of ``key`` if this metric reports it, else ``None``."""
+        return None
+
+    def curve(self) -> dict[str, Any] | None:
+        return None
+
+
+class KeypointMetrics(nn.Module):
+    """The metrics of one dataset, combined, with a primary key.
+
+    Args:
+        metrics: the dataset's metrics; their keys must not collide.
+        primary: the key that selects the best checkpoint (must be one of the metrics' keys).
+        title: the title of the printed table.
+    """
+
+    def __init__(self, metrics: Sequence[DatasetMetric], primary: str, title: str = "") -> None:
+        super().__init__()
+        self.metrics = nn.ModuleList(metrics)
+        self.title = title
+        keys = [c.key for m in metrics for c in m.columns]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"metric keys collide: {sorted(k for k in keys if keys.count(k) > 1)}")
+        if self.higher_is_better_key(primary) is None:
+            raise ValueError(
+                f"primary metric {primary!r} is not reported by this dataset; choose one of {', '.join(keys)}"
+            )
+        self.primary = primary
+
+    # ---- what the contract declares ------------------------------------------------------------------
+    @property
+    def columns(self) -> list[Column]:
+        return [c for m in self.metrics for c in m.columns]
+
+    def higher_is_better_key(self, key: str) -> bool | None:
+        for m in self.metrics:
+            direction = m.higher_is_better(key)
+            if direction is not None:
+                return direction
+        return None
+
+    @property
+    def higher_is_better(self) -> bool:
+        """The direction of the primary key."""
+        return bool(self.higher_is_better_key(self.primary))
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data for files and reports: primary key, its direction, the summary columns."""
+        return {"primary": self.primary, "higher_is_better": self.higher_is_better,
+                "title": self.title, "columns": [asdict(c) for c in self.columns]}
+
+    # ---- streaming -----------------------------------------------------------------------------------
+    def update(self, pred: torch.Tensor, scores: torch.Tensor, meta: dict[str, Any]) -> None:
+        for m in self.metrics:
+            m.update(pred, scores, meta)
+
+    def compute(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for m in self.metrics:
+            out.update({k: float(v) for k, v in m.compute().items()})
+        return out
+
+    def curve(self) -> dict[str, Any] | None:
+        """The first curve any metric reports (PCKh's on PCKh datasets, else the box-relative PCK's)."""
+        for m in self.metrics:
+            curve = m.curve()
+            if curve is not None:
+                return curve
+        return None
+
+    def reset(self) -> None:
+        for m in self.metrics:
+            m.reset()
+
+    def table(self, values: dict[str, float], title: str | None = None) -> Group:
+        return metric_table(values, self.columns, self.title if title is None else title)
+
+
+def higher_is_better(key: str, metric_classes: Sequence[type[DatasetMetric]]) -> bool | None:
+    """The direction of ``key`` as declared by the first of ``metric_classes`` that reports it."""
+    for cls in metric_classes:
+        direction = cls.higher_is_better(key)
+        if direction is not None:
+            return direction
+    return None
+
+
+def format_value(value: float, digits: int = 2) -> str:
+    """Numbers as tables show them; pycocotools' -1 ("no ground truth in this range") and NaN as '-'."""
+    if value is None or not math.isfinite(value) or value == -1:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def metric_table(values: dict[str, float], columns: Sequence[Column], title: str = "", width: int = 80) -> Group:
+    """The one table renderer: one compact block per section (header row, value row); a section wider than
+    ``width`` terminal columns continues in a second block, so nothing is cut in an 80-column terminal."""
+    sections: dict[str, list[Column]] = {}
+    for c in columns:
+        if c.key in values:
+            sections.setdefault(c.section, []).append(c)
+    blocks: list[Any] = [Text(title, style="bold")] if title else []
+    for section, cols in sections.items():
+        chunks: list[list[Column]] = [[]]
+        used = 0
+        for c in cols:
+            cell = max(len(c.label), 5) + 2  # rich pads every cell by one space on each side
+            if chunks[-1] and used + cell > width:
+                chunks.append([])
+                used = 0
+            chunks[-1].append(c)
+            used += cell
+        for n, chunk in enumerate(chunks):
+            table = Table(title=(section if n == 0 else None) or None, title_justify="left",
+                          box=None, header_style="bold underline", title_style="italic")
+            for c in chunk:
+                table.add_column(c.label, justify="right", no_wrap=True, min_width=max(len(c.label), 5))
+            table.add_row(*(format_value(values[c.key], c.digits) for c in chunk))
+            blocks.append(table)
+    return Group(*blocks)
+
+
+def per_keypoint_table(values: dict[str, float], keypoint_names: Sequence[str], keys: Sequence[tuple[str, str]],
+                       title: str = "per keypoint") -> Table:
+    """Rows = keypoints, columns = ``keys`` given as (key prefix, label): the value of ``f"{prefix}/{name}"``."""
+    table = Table(title=title, title_justify="left", box=None, header_style="bold underline", title_style="italic")
+    table.add_column("keypoint", no_wrap=True)
+    shown = [(prefix, label) for prefix, label in keys if any(f"{prefix}/{n}" in values for n in keypoint_names)]
+    for _, label in shown:
+        table.add_column(label, justify="right", no_wrap=True)
+    for name in keypoint_names:
+        table.add_row(name, *(format_value(values.get(f"{prefix}/{name}", math.nan)) for prefix, _ in shown))
+    return table

@@ -1,0 +1,187 @@
+"""The study runner end to end: a tiny 2-head × 2-stride study (heatmap and DSNT at strides 4 and 8, plus FC),
+interrupted after its first run and resumed, then its report and its offline wandb runs. Plus the grid logic,
+parallel runners and the PCKh curve, without training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import REPO, run_script
+from PIL import Image
+from wandb_records import run_contents
+
+from kpreg.cli.study import build_parser
+from kpreg.compare.study import RunClaim, Study, merge
+from kpreg.formats.mpii import MPII_JOINT_NAMES
+from kpreg.metrics.pckh import PCKh
+
+TINY = [
+    "--set", "model.backbone=test_resnet",
+    "--set", "data.init_args.image_size=32",
+    "--set", "data.init_args.num_train=16",
+    "--set", "data.init_args.num_val=8",
+    "--set", "data.init_args.batch_size=8",
+    "--set", "data.init_args.num_workers=0",
+    "--set", "trainer.max_epochs=1",
+]
+# FC has no output stride: 5 runs, heatmap-s4, heatmap-s8, dsnt-s4, dsnt-s8 and fc.
+STUDY = ["--config", "configs/data/synthetic.yaml", "--heads", "heatmap,dsnt,fc", "--strides", "4,8", "--seeds", "0",
+         "--name", "tiny-study", *TINY]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("study") / "tiny"
+    first = run_script("study.py", *STUDY, "--out", str(out), "--max-runs", "1", "--no-report", timeout=300)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    done = sorted(out.glob("*/result.json"))
+    mtime = done[0].stat().st_mtime_ns if done else None
+    second = run_script("study.py", *STUDY, "--out", str(out), "--sweep-yaml", str(out / "sweep.yaml"), timeout=400)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    return {"out": out, "first": first, "done_after_first": done, "mtime": mtime, "second": second}
+
+
+def test_interrupted_study_resumes_without_rerunning(study: dict) -> None:
+    out = study["out"]
+    assert [p.parent.name for p in study["done_after_first"]] == ["heatmap-s4-seed0"]
+    assert "stop: --max-runs 1 reached" in study["first"].stdout
+    assert "skip heatmap-s4-seed0: result.json exists" in study["second"].stdout
+    assert (out / "heatmap-s4-seed0" / "result.json").stat().st_mtime_ns == study["mtime"]  # not run again
+    assert sorted(p.parent.name for p in out.glob("*/result.json")) == ["dsnt-s4-seed0", "dsnt-s8-seed0", "fc-seed0",
+                                                                        "heatmap-s4-seed0", "heatmap-s8-seed0"]
+    result = json.loads((out / "heatmap-s8-seed0" / "result.json").read_text())
+    assert result["stride"] == 8 and result["head_class"] == "HeatmapHead"
+    assert 0.0 <= result["metrics"]["Mean@0.1"] <= result["metrics"]["Mean"] <= 100.0
+    assert result["params"] > 0 and result["flops"] > 0 and result["latency_ms"] > 0
+    assert result["peak_rss_mb"] > 50 and result["train_wall_s"] > 0
+    curve = json.loads((out / "heatmap-s8-seed0" / "pck_curve.json").read_text())
+    assert len(curve["thresholds"]) == len(curve["pck"]) == 51
+
+
+def test_report_table_and_plots(study: dict) -> None:
+    out = study["out"]
+    report = (out / "report.md").read_text()
+    # the columns come from the metric contract: the primary (bold) first, then the headline numbers
+    assert "| Head | Stride | **PCKh@0.5 (%)** | PCKh@0.1 (%) | AUC (%) | mean error (px) | median error (px)" in report
+    assert "## PCKh@0.5 (%) per group" in report and "| Model | Stride | Head | Shoulder" in report
+    for row in ("| heatmap | 4 |", "| heatmap | 8 |", "| dsnt | 4 |", "| dsnt | 8 |", "| fc | – |"):
+        assert row in report
+    pngs = ["accuracy_vs_stride.png", "pck_vs_threshold.png", "accuracy_vs_cost.png", "predictions_grid.png"]
+    for name in pngs:
+        assert f"]({name})" in report
+        path = out / name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, name
+        with Image.open(path) as image:
+            image.verify()  # the whole file decodes, not only its header
+        with Image.open(path) as image:
+            assert image.size[0] > 300 and image.size[1] > 200
+    sweep = (out / "sweep.yaml").read_text()
+    assert "method: grid" in sweep and "fc-seed0.yaml" in sweep and "train.py" in sweep
+
+
+def test_offline_wandb_run_compares_well(study: dict) -> None:
+    run_dir = study["out"] / "heatmap-s4-seed0"
+    (offline,) = list((run_dir / "wandb").glob("offline-run-*"))
+    contents = run_contents(next(offline.glob("run-*.wandb")))
+    config = contents["config"]
+    for key in ("backbone", "head", "output_stride", "dataset", "seed", "input_size", "head.sigma"):
+        assert key in config, key
+    assert json.loads(config["head"]) == "HeatmapHead" and json.loads(config["output_stride"]) == 4
+    assert json.loads(config["backbone"]) == "test_resnet" and json.loads(config["input_size"]) == "32x32"
+    history = contents["history_keys"]
+    for name in MPII_JOINT_NAMES:
+        assert f"val/joint/{name}" in history
+    for key in ("val/Head", "val/Ankle", "val/Mean", "val/MeanError", "val/pck_curve_table/path", "val/examples/count"):
+        assert key in history, key
+    for key in ("model/params", "model/flops", "model/latency_ms"):
+        assert float(contents["summary"][key]) > 0
+    assert contents["run"]["group"] == "tiny-study"
+    assert {"heatmap", "synthetic", "stride4"} <= set(contents["run"]["tags"])
+    images = list((offline / "files" / "media" / "images").rglob("*.png"))
+    assert images, "the example panel was logged"
+    with Image.open(images[0]) as panel:
+        assert panel.size[0] > 8 * 100  # eight validation images side by side
+
+
+def _study(*argv: str) -> Study:
+    return Study(build_parser().parse_args([*argv, "--out", "unused"]))
+
+
+def test_grid_fc_once_per_seed_and_labels() -> None:
+    study = _study("--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "dsnt,fc",
+                   "--strides", "4,16", "--seeds", "0,1", "--grid", "model.head.init_args.neck_channels=16,32",
+                   "--name", "g", "--set", "trainer.max_epochs=1")
+    runs = study.runs()
+    names = [spec.name for spec, _ in runs]
+    # DSNT: strides × neck widths × seeds; FC: seeds only (it takes neither an output stride nor a neck width)
+    assert len(names) == 2 * 2 * 2 + 2
+    assert "dsnt-s16-neck_channels32-seed1" in names and "fc-seed1" in names
+    spec, config = runs[names.index("dsnt-s16-neck_channels32-seed1")]
+    head = config["model"]["head"]
+    assert head["class_path"].endswith("DSNTHead") and head["init_args"]["output_stride"] == 16
+    assert config["seed_everything"] == 1 and config["trainer"]["max_epochs"] == 1
+    final = study.finalise_config(spec, config, Path("/x/run"))
+    logger = final["trainer"]["logger"]["init_args"]
+    assert logger["group"] == "g" and {"dsnt", "synthetic", "stride16"} <= set(logger["tags"])
+    assert final["trainer"]["default_root_dir"] == logger["save_dir"] == "/x/run"
+    with pytest.raises(ValueError, match="key=value"):
+        _study("--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "fc", "--set", "novalue")
+    with pytest.raises(ValueError, match="no model.head"):
+        _study("--config", str(REPO / "configs/data/synthetic.yaml"))  # a data part alone names no head
+    with pytest.raises(FileNotFoundError, match="known heads: .*heatmap"):
+        _study("--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "heatmapp")
+
+
+def test_merge_follows_jsonargparse_except_that_another_class_replaces_its_section() -> None:
+    base = {"trainer": {"max_epochs": 4, "precision": "32-true"},
+            "model": {"head": {"class_path": "a.A", "init_args": {"sigma": 2.0, "output_stride": 4}}}}
+    part = {"trainer": {"max_epochs": 1}, "model": {"head": {"class_path": "b.B", "init_args": {"radius": 3.0}}}}
+    merged = merge(base, part)
+    assert merged["trainer"] == {"max_epochs": 1, "precision": "32-true"}
+    assert merged["model"]["head"] == {"class_path": "b.B", "init_args": {"radius": 3.0}}  # no carried sigma
+    same = merge(base, {"model": {"head": {"class_path": "a.A", "init_args": {"sigma": 1.0}}}})
+    assert same["model"]["head"]["init_args"] == {"sigma": 1.0, "output_stride": 4}
+    assert base["trainer"]["max_epochs"] == 4  # the inputs are not changed
+
+
+def test_parallel_runners_skip_a_claimed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runners on one study directory: a run another runner holds is skipped, not run twice; once the
+    holder lets go (or dies), the run is free again."""
+    study = Study(build_parser().parse_args(["--config", str(REPO / "configs/data/synthetic.yaml"),
+                                             "--heads", "heatmap", "--strides", "4,8", "--out", str(tmp_path)]))
+    executed: list[str] = []
+
+    def fake_execute(self: Study, spec, config, run_dir: Path) -> None:
+        executed.append(spec.name)
+        (run_dir / "result.json").write_text("{}")
+
+    monkeypatch.setattr(Study, "execute", fake_execute)
+    with RunClaim(tmp_path / "heatmap-s4-seed0") as held:  # "the other runner"
+        assert held
+        with RunClaim(tmp_path / "heatmap-s4-seed0") as second:
+            assert not second  # a second claim on a held run fails at once instead of waiting
+        assert study.run() == 0
+    assert executed == ["heatmap-s8-seed0"]
+    log = (tmp_path / "study.log").read_text()
+    assert "skip heatmap-s4-seed0: another study runner is executing it" in log
+    assert study.run() == 0
+    assert executed == ["heatmap-s8-seed0", "heatmap-s4-seed0"]  # released: picked up, and s8 is not rerun
+
+
+def test_pckh_curve_matches_the_summary() -> None:
+    metric = PCKh()
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.rand(20, 16, 2, generator=gen, dtype=torch.float64) * 100
+    pred = gt + torch.randn(20, 16, 2, generator=gen, dtype=torch.float64) * 4
+    metric.update_arrays(pred, gt, torch.ones(20, 16, dtype=torch.bool), torch.full((20,), 20.0, dtype=torch.float64))
+    summary, curve = metric.compute(), metric.curve()
+    t, pck = np.array(curve["thresholds"]), np.array(curve["pck"])
+    assert pck[np.isclose(t, 0.5)][0] == pytest.approx(summary["Mean"])
+    assert pck[np.isclose(t, 0.1)][0] == pytest.approx(summary["Mean@0.1"])
+    assert float(np.sum((pck[1:] + pck[:-1]) / 2 * np.diff(t)) / 0.5) == pytest.approx(summary["AUC"])
+    assert np.all(np.diff(pck) >= 0)
