@@ -1,0 +1,1 @@
+"""File formats: readers, validators and writers of keypoint label files (COCO, MPII, DeepLabCut)."""
