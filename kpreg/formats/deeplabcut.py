@@ -84,7 +84,7 @@ class DLCFormatError(ValueError):
     """A DeepLabCut table kpreg cannot use; the message names the file and the line, column or image."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value
 class DLCLabels:
     """Labels of one table, or of a whole project (several tables concatenated).
 
@@ -148,7 +148,7 @@ def _column_layout(
     """
     if not coords:
         raise DLCFormatError(f"{source}: {where}: no value columns after the index")
-    distinct = sorted({s for s in scorers})
+    distinct = sorted(set(scorers))
     if len(distinct) != 1 or not distinct[0]:
         raise DLCFormatError(f"{source}: {where}: the scorer row must repeat one name, found {distinct}")
     names: list[str] = []
