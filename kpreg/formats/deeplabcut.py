@@ -113,7 +113,7 @@ class DLCLabels:
 
     @property
     def flip_pairs(self) -> tuple[tuple[int, int], ...]:
-        """0-based (left, right) index pairs inferred from the bodypart names (``leftear`` / ``rightear``)."""
+        """0-based index pairs (i < j) a horizontal flip swaps, inferred from the names (``leftear``/``rightear``)."""
         return infer_flip_pairs(self.bodyparts)
 
     def where(self, i: int) -> str:
