@@ -8,7 +8,7 @@ A single-animal DeepLabCut project keeps its labels in ``labeled-data/<video>/Co
 
     scorer,Pranav,Pranav,Pranav,Pranav              <- line 1: the annotator, repeated
     bodyparts,snout,snout,leftear,leftear           <- line 2: keypoint names, one per coordinate column
-    coords,x,y,x,y                                  <- line 3: x, y per keypoint (predictions: x, y, likelihood)
+    coords,x,y,x,y                                  <- line 3: x, y per keypoint (predictions: + likelihood)
     labeled-data/m4s1/img0000.png,21.5,265.4,,      <- an empty cell (or NaN) is an unlabelled keypoint
 
 The frame is named by one index column (``labeled-data/m4s1/img0000.png``, DeepLabCut < 2.3 and Lightning
@@ -113,7 +113,7 @@ class DLCLabels:
 
     @property
     def flip_pairs(self) -> tuple[tuple[int, int], ...]:
-        """0-based index pairs (i < j) a horizontal flip swaps, inferred from the names (``leftear``/``rightear``)."""
+        """0-based index pairs (i < j) that a horizontal flip swaps, inferred from the names (``leftear``)."""
         return infer_flip_pairs(self.bodyparts)
 
     def where(self, i: int) -> str:
@@ -232,7 +232,8 @@ def _read_csv_rows(
     for n, cells in zip(header_lines, header):
         if len(cells) != width:
             raise DLCFormatError(
-                f"{source}: line {n} has {len(cells)} cells, the coords row (line {header_lines[2]}) has {width}"
+                f"{source}: line {n} has {len(cells)} cells, "
+                f"the coords row (line {header_lines[2]}) has {width}"
             )
     # Index columns: the coords row is empty above them (pandas writes MultiIndex rows that way).
     num_index = 1
