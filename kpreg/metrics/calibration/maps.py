@@ -23,8 +23,9 @@ def platt_targets(correct: torch.Tensor) -> torch.Tensor:
     every fit finite (all correct, all wrong, separable scores) and never output exactly 0 or 1."""
     n_pos = int(correct.sum())
     n_neg = len(correct) - n_pos
-    return torch.where(correct, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0)).to(torch.float64)
-
+    pos = torch.tensor((n_pos + 1.0) / (n_pos + 2.0), dtype=torch.float64)  # tensors: Python scalars would make
+    neg = torch.tensor(1.0 / (n_neg + 2.0), dtype=torch.float64)  # torch.where return float32
+    return torch.where(correct, pos, neg)
 
 
 class Calibrator:
@@ -194,12 +195,18 @@ class Platt(Calibrator):
         theta = torch.zeros(a.shape[1], dtype=torch.float64)
         theta[0] = torch.logit(t.mean())  # the optimum when no column varies; a good start otherwise
         f, g, h = logistic_objective(a, t, theta)
-        tol = 1e-9 * len(z)
+        tol = 1e-12 * len(z)
         for _ in range(self.max_iter):
             if float(g.abs().max()) <= tol:
                 break
             step = torch.linalg.lstsq(h, g[:, None], driver="gelsd").solution[:, 0]  # (1 + d,) Newton direction
-            decrease = float(g @ step)
+            decrease = float(g @ step)  # ≈ 2 × (f − f at the optimum) near the optimum
+            if decrease <= 1e-13 * max(1.0, abs(float(f))):
+                # Below f's rounding a line search cannot tell better from worse; this close, Newton's full step
+                # is safe and the last one needed (the gradient shrinks quadratically).
+                theta = theta - step
+                f, g, h = logistic_objective(a, t, theta)
+                break
             lr = 1.0
             while lr > 1e-10:  # Armijo backtracking: Newton's full step can overshoot far from the optimum
                 f_new, g_new, h_new = logistic_objective(a, t, theta - lr * step)
@@ -207,7 +214,7 @@ class Platt(Calibrator):
                     break
                 lr *= 0.5
             else:
-                break  # no decrease possible: at the optimum to float precision, or diverging (checked below)
+                break  # no decrease possible: diverging (checked below)
             theta, f, g, h = theta - lr * step, f_new, g_new, h_new
         # With 0/1 targets and separable scores the likelihood has no maximum: Newton walks off to infinity
         # while the gradient vanishes, so look at the size of the standardised weights as well.
