@@ -394,6 +394,17 @@ def test_cross_fit_never_scores_a_sample_with_its_own_fold() -> None:
     assert torch.equal(again.fold, out.fold)  # deterministic
 
 
+def test_cross_fit_per_keypoint_scores_a_keypoint_missing_from_the_training_folds() -> None:
+    s, y = _synthetic(200, seed=14)
+    idx = torch.zeros(200, dtype=torch.long)
+    idx[7] = 4  # keypoint 4 appears once: its fold's training data never saw it → the shared map scores it
+    out = cross_fit("per_keypoint_platt", s, y, keypoint_index=idx)
+    assert torch.isfinite(out.probability).all()
+    assert out.final.num_keypoints == 5 and out.final.maps[4] is None
+    shared_of_fold = Platt().fit(s[out.fold != out.fold[7]], y[out.fold != out.fold[7]])
+    torch.testing.assert_close(out.probability[7:8], shared_of_fold(s[7:8]))
+
+
 def test_fold_assignment_balanced_and_errors() -> None:
     fold = fold_assignment(23, folds=5, seed=3)
     assert sorted(torch.bincount(fold).tolist()) == [4, 4, 5, 5, 5]  # 23 = 5 + 5 + 5 + 4 + 4

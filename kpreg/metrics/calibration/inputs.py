@@ -14,8 +14,6 @@ class CalibrationError(ValueError):
     """Bad input to calibration (the CLI turns a ValueError into one line and exit code 2)."""
 
 
-
-
 def as_features(x: ArrayLike, where: str) -> torch.Tensor:
     """(N,) or (N, F) → (N, F) float64 on the input's device; finite values only."""
     t = torch.as_tensor(x, dtype=torch.float64)

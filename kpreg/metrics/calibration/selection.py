@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from kpreg.metrics.calibration.inputs import ArrayLike, CalibrationError, as_features, as_indices, as_labels
-from kpreg.metrics.calibration.maps import Calibrator, make_calibrator
+from kpreg.metrics.calibration.maps import Calibrator, PerKeypoint, make_calibrator
 from kpreg.metrics.calibration.scores import calibration_scores
 
 
@@ -38,6 +38,15 @@ class CrossFit:
     final: Calibrator  # fitted on everything: the map to store in the checkpoint
 
 
+def _fresh(method: str | Callable[[], Calibrator], idx: torch.Tensor | None) -> Calibrator:
+    """A new calibrator; a per-keypoint one learns K from all the data, not from the training folds (a rare
+    keypoint may be missing from them and still have to be scored, by the shared map)."""
+    cal = make_calibrator(method)
+    if isinstance(cal, PerKeypoint) and cal.num_keypoints is None and idx is not None and len(idx):
+        cal.num_keypoints = int(idx.max()) + 1
+    return cal
+
+
 def _out_of_fold(
     method: str | Callable[[], Calibrator], x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None,
     fold: torch.Tensor, folds: int,
@@ -46,7 +55,7 @@ def _out_of_fold(
     for f in range(folds):
         test = fold == f  # (N,)
         train = ~test
-        cal = make_calibrator(method).fit(x[train], y[train], None if idx is None else idx[train])
+        cal = _fresh(method, idx).fit(x[train], y[train], None if idx is None else idx[train])
         oof[test] = cal(x[test], None if idx is None else idx[test])
     return oof
 
@@ -70,7 +79,7 @@ def cross_fit(
     idx = as_indices(None if keypoint_index is None else torch.as_tensor(keypoint_index).cpu(), len(x), "cross_fit")
     fold = fold_assignment(len(x), folds, seed, groups)
     oof = _out_of_fold(method, x, y, idx, fold, folds)
-    return CrossFit(probability=oof, fold=fold, final=make_calibrator(method).fit(x, y, idx))
+    return CrossFit(probability=oof, fold=fold, final=_fresh(method, idx).fit(x, y, idx))
 
 
 def default_candidates(num_features: int, per_keypoint: bool) -> tuple[str, ...]:
@@ -138,6 +147,6 @@ def choose_method(
     table = {name: calibration_scores(_out_of_fold(recipe, x, y, idx, fold, folds), y, n_bins)
              for name, recipe in recipes.items()}
     best = min(table, key=lambda name: table[name][criterion])  # min keeps the first of equal values
-    return MethodChoice(name=best, calibrator=make_calibrator(recipes[best]).fit(x, y, idx), table=table,
+    return MethodChoice(name=best, calibrator=_fresh(recipes[best], idx).fit(x, y, idx), table=table,
                         criterion=criterion)
 
