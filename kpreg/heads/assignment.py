@@ -24,6 +24,8 @@ discounted by the cell's localisation quality: a cell whose offset already point
 pushed down. FreeAnchor takes the max of that quality over the objects of the class; here each map holds
 exactly one keypoint (one instance, top-down), so the max over objects is that keypoint's ``P_loc``. As in
 FreeAnchor the discount is computed without gradient: the negative term trains the classification only.
+Unlike FreeAnchor (a saturated-linear function of IoU, normalised by the object's best anchor), the discount
+is the absolute ``P_loc``: an offset has an exact target, so a good cell reaches ``P_loc = 1`` by itself.
 Normalisation follows FreeAnchor (positive per object, negative by ``n·‖B‖``): per keypoint, the positive
 term as is and the negative sum divided by the bag's size. α = 0.5 and γ = 2 are FreeAnchor's.
 

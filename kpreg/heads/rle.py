@@ -146,11 +146,14 @@ class RLEHead(Head):
         scale: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per-keypoint negative log-likelihood terms, each (B, K): ``flow`` = −log G(x̄), ``log_sigma`` =
-        log σ_x + log σ_y and (residual variant) ``prior`` = −log Q(x̄). ``visibility`` and ``scale`` are not
-        used here: the shared reduction masks the terms."""
+        log σ_x + log σ_y and (residual variant) ``prior`` = −log Q(x̄). The shared reduction masks the
+        terms; ``scale`` is not used."""
         mu = self.mean_normalised(raw)  # (B, K, 2) normalised
         sigma = self.sigma(raw)  # (B, K, 2) normalised
         u = pixels_to_normalized(keypoints.to(mu.dtype), self.spec.input_size)  # (B, K, 2) normalised
+        # An invisible keypoint may hold any value; feeding the flow a residual of 0 there keeps its terms
+        # finite (so that masking them gives exactly 0) whatever that value is.
+        u = torch.where(visibility[..., None] > 0, u, mu.detach())
         xbar = (u - mu) / sigma  # (B, K, 2) residual in units of σ
         b, k = xbar.shape[:2]
         # The flow's log-determinants and the base density are sums of logs and squares: run them in float32

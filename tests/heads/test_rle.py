@@ -200,6 +200,18 @@ def test_fit_sets_the_standardisation_from_visible_keypoints() -> None:
     assert "target_mean" in head.state_dict()  # saved in and restored from the checkpoint
 
 
+def test_invisible_keypoints_with_absurd_values_contribute_exactly_nothing() -> None:
+    head = built(k=2, hidden=8)
+    raw = torch.randn(1, 2, 4, requires_grad=True)
+    kp = torch.tensor([[[20.0, 30.0], [1e30, -1e30]]])  # the second is invisible and absurd
+    vis = torch.tensor([[1.0, 0.0]])
+    terms = head.loss(raw, kp, vis)
+    assert all(torch.isfinite(t).all() for t in terms.values())
+    total = (sum(terms.values()) * vis).sum()
+    total.backward()
+    assert torch.isfinite(raw.grad).all() and raw.grad[0, 1].abs().max().item() == 0.0
+
+
 def test_bad_arguments_fail_early() -> None:
     with pytest.raises(ValueError, match="prior"):
         RLEHead(prior="student")  # type: ignore[arg-type]
