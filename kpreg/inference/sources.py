@@ -209,16 +209,20 @@ class FrameSource:
     def __iter__(self) -> Iterator[Frame]:
         report = self.report = SourceReport()
         make = self._video_events if self.video is not None else self._image_events
-        for event in prefetch(make, self.prefetch_depth, name=f"kpreg-frames:{Path(self.path).name}"):
-            if isinstance(event, _Decoded):
-                if event.notes:
-                    report.notes[event.frame.name] = list(event.notes)
-                report.frames += 1
-                yield event.frame
-            elif isinstance(event, _Skip):
-                report.skipped[event.name] = event.reason
-            else:
-                report.fault = event.message
+        events = prefetch(make, self.prefetch_depth, name=f"kpreg-frames:{Path(self.path).name}")
+        try:
+            for event in events:
+                if isinstance(event, _Decoded):
+                    if event.notes:
+                        report.notes[event.frame.name] = list(event.notes)
+                    report.frames += 1
+                    yield event.frame
+                elif isinstance(event, _Skip):
+                    report.skipped[event.name] = event.reason
+                else:
+                    report.fault = event.message
+        finally:
+            events.close()  # a consumer that stops early stops the decoding thread now, not at garbage collection
         if report.frames == 0 and self.video is None:
             raise SourceError(f"{self.path}: none of its {len(self._files)} file(s) is a readable image: "
                               + _first(f"{n} ({r})" for n, r in report.skipped.items()))
