@@ -75,32 +75,44 @@ def test_inference_model_is_decode_and_flip_merge(name: str, backbone: Backbone)
     assert plain[0].shape == (2, K, 2) and plain[1].shape == (2, K)
 
 
+def case_model(name: str, label: str, kwargs: dict, backbone: Backbone) -> tuple[InferenceModel, bool]:
+    """The case's model; one case exports the plain model (no flip test): the others' graphs contain it."""
+    plain = (name, label) == PLAIN_CASE
+    return InferenceModel(backbone, make_head(name, backbone, **kwargs), None if plain else FLIP_PAIRS), plain
+
+
+def assert_parity(model: InferenceModel, runtime: str, **paths: Path) -> None:
+    for b in (1, 3):  # exported at batch 2: the batch axis is dynamic in both files
+        (p,) = parity(model, images(b), **paths)
+        assert p.runtime == runtime and p.max_coord_px <= PX_TOL and p.max_confidence <= CONF_TOL, (b, p)
+
+
 @needs_onnx
 @pytest.mark.parametrize(("name", "label", "kwargs"), CASES, ids=[f"{n}-{lbl}" for n, lbl, _ in CASES])
-def test_onnx_and_torchscript_match_pytorch(
-    name: str, label: str, kwargs: dict, backbone: Backbone, tmp_path: Path
-) -> None:
+def test_onnx_runtime_matches_pytorch(name: str, label: str, kwargs: dict, backbone: Backbone, tmp_path: Path) -> None:
     import onnx
 
-    # One case exports the plain model (no flip test): the others' graphs contain it.
-    plain = (name, label) == PLAIN_CASE
-    model = InferenceModel(backbone, make_head(name, backbone, **kwargs), None if plain else FLIP_PAIRS)
-    onnx_path = export_onnx(model, tmp_path / "m.onnx", SIZE, metadata={"kpreg.keypoints": '["a", "b", "c"]'})
-    ts_path = export_torchscript(model, tmp_path / "m.pt", SIZE)
-    for b in (1, 3):  # exported at batch 2: the batch axis is dynamic in both files
-        results = {p.runtime: p for p in parity(model, images(b), onnx_path, ts_path)}
-        assert set(results) == {"onnxruntime", "torchscript"}
-        for p in results.values():
-            assert p.max_coord_px <= PX_TOL and p.max_confidence <= CONF_TOL, (b, p)
-    props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    model, plain = case_model(name, label, kwargs, backbone)
+    path = export_onnx(model, tmp_path / "m.onnx", SIZE, metadata={"kpreg.keypoints": '["a", "b", "c"]'})
+    assert_parity(model, "onnxruntime", onnx_path=path)
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert props["kpreg.keypoints"] == '["a", "b", "c"]' and props["kpreg.head"] == name
     assert json.loads(props["kpreg.flip_test"]) == (None if plain else [list(p) for p in FLIP_PAIRS])
     assert "(batch, 3, 32, 32)" in props["kpreg.input"]
+
+
+@pytest.mark.parametrize(("name", "label", "kwargs"), CASES, ids=[f"{n}-{lbl}" for n, lbl, _ in CASES])
+def test_torchscript_matches_pytorch(name: str, label: str, kwargs: dict, backbone: Backbone, tmp_path: Path) -> None:
+    model, plain = case_model(name, label, kwargs, backbone)
+    path = export_torchscript(model, tmp_path / "m.pt", SIZE, metadata={"kpreg.keypoints": '["a", "b", "c"]'})
+    assert_parity(model, "torchscript", torchscript_path=path)
     extra = {export.METADATA_FILE: ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
-        torch.jit.load(str(ts_path), _extra_files=extra)
-    assert json.loads(extra[export.METADATA_FILE])["kpreg.head"] == name
+        torch.jit.load(str(path), _extra_files=extra)
+    meta = json.loads(extra[export.METADATA_FILE])
+    assert meta["kpreg.head"] == name and meta["kpreg.keypoints"] == '["a", "b", "c"]'
+    assert json.loads(meta["kpreg.flip_test"]) == (None if plain else [list(p) for p in FLIP_PAIRS])
 
 
 def test_export_leaves_the_callers_model_as_it_was(backbone: Backbone, tmp_path: Path) -> None:
