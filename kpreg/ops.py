@@ -123,8 +123,8 @@ def dark_refine(heatmaps: torch.Tensor, cells: torch.Tensor, sigma: float) -> to
     With ``P = log(max(modulated, 1e-10))``, the offset is ``-H⁻¹ ∇P`` where the gradient uses central
     differences (step 1) and the Hessian the paper's step-2 differences. It is exact when ``P`` is
     quadratic, i.e. when the modulated map is a Gaussian. Cells within 2 of the border (the stencil does
-    not fit) and points where the Hessian is not negative definite (not a maximum: a Newton step would
-    run away) keep the integer arg-max.
+    not fit), points where the Hessian is not negative definite (not a maximum: a Newton step would
+    run away) and steps longer than one cell in x or y keep the integer arg-max.
     """
     h, w = heatmaps.shape[-2:]
     logp = dark_modulate(heatmaps, sigma).clamp(min=1e-10).log()  # (..., h, w)
@@ -148,6 +148,10 @@ def dark_refine(heatmaps: torch.Tensor, cells: torch.Tensor, sigma: float) -> to
     # -H⁻¹ g with the closed-form 2×2 inverse.
     off_x = -(hyy * gx - hxy * gy) / safe_det
     off_y = -(-hxy * gx + hxx * gy) / safe_det
+    # A longer step leaves the stencil's neighbourhood: the quadratic model does not describe the map there.
+    # On flat or noisy maps (an untrained network's) the unbounded step went up to 25 cells, outside the
+    # input, and amplified float rounding enough that ONNX Runtime and PyTorch differed by 0.46 px.
+    valid = valid & (off_x.abs() <= 1.0) & (off_y.abs() <= 1.0)
     offset = torch.stack((off_x, off_y), dim=-1) * valid.unsqueeze(-1)  # (..., 2)
     return cells + offset.to(cells.dtype)
 

@@ -1,0 +1,135 @@
+"""Export of backbone + head + decode to ONNX and TorchScript, for every head in ``kpreg.heads.__all__``.
+
+Each export is small (32 × 32 input, exported at batch 2, compared at batches 1 and 3 so that the dynamic
+batch axis is exercised) and includes the flip test, whose graph holds the plain one (two decodes and the
+merge); one case exports the plain model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import kpreg.heads
+from kpreg.backbone import Backbone
+from kpreg.heads import Head, HeadSpec
+from kpreg.heads.neck import SpatialHead
+from kpreg.inference import export
+from kpreg.inference.export import ExportError, InferenceModel, export_onnx, export_torchscript, parity
+
+SIZE = (32, 32)
+K = 3
+FLIP_PAIRS = [(0, 1)]
+PX_TOL = 1e-3  # input pixels
+CONF_TOL = 1e-4
+# A decoder whose graph has ops that no default has (DARK: a separable Gaussian blur, a log, a Newton step).
+# The other variants are covered by benchmarks/export_parity.py (each export here costs ~4 s of one core).
+DECODE_VARIANTS = {"HeatmapHead": {"dark": {"decoder": "dark"}}}
+CASES = [(name, label, kwargs) for name in kpreg.heads.__all__
+         for label, kwargs in {"defaults": {}, **DECODE_VARIANTS.get(name, {})}.items()]
+PLAIN_CASE = ("HeatmapHead", "defaults")
+needs_onnx = pytest.mark.skipif(
+    any(importlib.util.find_spec(p) is None for p in ("onnx", "onnxscript", "onnxruntime")),
+    reason="optional ONNX packages not installed (pip install onnx onnxscript onnxruntime)",
+)
+
+
+@pytest.fixture(scope="module")
+def backbone() -> Backbone:
+    return Backbone("test_resnet").eval()
+
+
+def make_head(name: str, backbone: Backbone, **kwargs: object) -> Head:
+    cls = getattr(kpreg.heads, name)
+    if issubclass(cls, SpatialHead):
+        kwargs.setdefault("neck_channels", 8)  # a thin neck keeps each export small
+    head = cls(**kwargs)
+    spec = {"in_channels": backbone.channels, "in_stride": backbone.stride, "num_keypoints": K, "input_size": SIZE}
+    if "sigmas" in {f.name for f in dataclasses.fields(HeadSpec)}:
+        spec["sigmas"] = (0.05,) * K
+    head.build(HeadSpec(**spec))
+    return head.eval()
+
+
+def images(b: int) -> torch.Tensor:
+    return torch.randn(b, 3, *SIZE)
+
+
+@pytest.mark.parametrize("name", kpreg.heads.__all__)
+def test_inference_model_is_decode_and_flip_merge(name: str, backbone: Backbone) -> None:
+    head = make_head(name, backbone)
+    x = images(2)
+    with torch.no_grad():
+        raw, raw_flipped = head(backbone(x)), head(backbone(x.flip(-1)))
+        plain = InferenceModel(backbone, head)(x)
+        flipped = InferenceModel(backbone, head, FLIP_PAIRS)(x)
+        for got, want in zip((plain, flipped), (head.decode(raw), head.flip_merge(raw, raw_flipped, FLIP_PAIRS))):
+            torch.testing.assert_close(got[0], want[0], atol=1e-4, rtol=0)  # (B, K, 2) input pixels
+            torch.testing.assert_close(got[1], want[1], atol=1e-5, rtol=0)  # (B, K)
+    assert plain[0].shape == (2, K, 2) and plain[1].shape == (2, K)
+
+
+def case_model(name: str, label: str, kwargs: dict, backbone: Backbone) -> tuple[InferenceModel, bool]:
+    """The case's model; one case exports the plain model (no flip test): the others' graphs contain it."""
+    plain = (name, label) == PLAIN_CASE
+    return InferenceModel(backbone, make_head(name, backbone, **kwargs), None if plain else FLIP_PAIRS), plain
+
+
+def assert_parity(model: InferenceModel, runtime: str, **paths: Path) -> None:
+    for b in (1, 3):  # exported at batch 2: the batch axis is dynamic in both files
+        (p,) = parity(model, images(b), **paths)
+        assert p.runtime == runtime and p.max_coord_px <= PX_TOL and p.max_confidence <= CONF_TOL, (b, p)
+
+
+@needs_onnx
+@pytest.mark.parametrize(("name", "label", "kwargs"), CASES, ids=[f"{n}-{lbl}" for n, lbl, _ in CASES])
+def test_onnx_runtime_matches_pytorch(name: str, label: str, kwargs: dict, backbone: Backbone, tmp_path: Path) -> None:
+    import onnx
+
+    model, plain = case_model(name, label, kwargs, backbone)
+    path = export_onnx(model, tmp_path / "m.onnx", SIZE, metadata={"kpreg.keypoints": '["a", "b", "c"]'})
+    assert_parity(model, "onnxruntime", onnx_path=path)
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["kpreg.keypoints"] == '["a", "b", "c"]' and props["kpreg.head"] == name
+    assert json.loads(props["kpreg.flip_test"]) == (None if plain else [list(p) for p in FLIP_PAIRS])
+    assert "(batch, 3, 32, 32)" in props["kpreg.input"]
+
+
+@pytest.mark.parametrize(("name", "label", "kwargs"), CASES, ids=[f"{n}-{lbl}" for n, lbl, _ in CASES])
+def test_torchscript_matches_pytorch(name: str, label: str, kwargs: dict, backbone: Backbone, tmp_path: Path) -> None:
+    model, plain = case_model(name, label, kwargs, backbone)
+    path = export_torchscript(model, tmp_path / "m.pt", SIZE, metadata={"kpreg.keypoints": '["a", "b", "c"]'})
+    assert_parity(model, "torchscript", torchscript_path=path)
+    extra = {export.METADATA_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
+        torch.jit.load(str(path), _extra_files=extra)
+    meta = json.loads(extra[export.METADATA_FILE])
+    assert meta["kpreg.head"] == name and meta["kpreg.keypoints"] == '["a", "b", "c"]'
+    assert json.loads(meta["kpreg.flip_test"]) == (None if plain else [list(p) for p in FLIP_PAIRS])
+
+
+def test_export_leaves_the_callers_model_as_it_was(backbone: Backbone, tmp_path: Path) -> None:
+    model = InferenceModel(backbone, make_head("FCHead", backbone)).train()
+    export_torchscript(model, tmp_path / "m.pt")
+    assert model.training and next(model.parameters()).device.type == "cpu"
+
+
+def test_bad_export_requests(backbone: Backbone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = InferenceModel(backbone, make_head("FCHead", backbone))
+    with pytest.raises(ExportError, match="input_size 64x64 differs from the head's input size 32x32"):
+        export_torchscript(model, tmp_path / "m.pt", input_size=(64, 64))
+    with pytest.raises(ExportError, match="needs an ONNX file, a TorchScript file or both"):
+        parity(model, images(1))
+    with pytest.raises(ExportError, match="not found: .*missing.pt"):
+        parity(model, images(1), torchscript_path=tmp_path / "missing.pt")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
+    with pytest.raises(ExportError, match="pip install onnxruntime"):
+        parity(model, images(1), onnx_path=tmp_path / "m.onnx")
