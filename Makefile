@@ -16,15 +16,17 @@ install: $(VENV)/.installed
 
 # The main job on the embedded synthetic default: train, evaluate, print the metric table.
 demo: install
-	$(PY) train.py --config configs/synthetic/heatmap.yaml
+	$(PY) train.py --config configs/data/synthetic.yaml --config configs/heads/heatmap.yaml --trainer.default_root_dir $(RUN)
 	$(PY) evaluate.py --config $(RUN)/config.yaml --ckpt_path $(RUN)/checkpoints/best.ckpt --json $(RUN)/metrics.json
 
 # The test suite (wandb offline: nothing waits on a login).
 test: install
 	WANDB_MODE=offline $(PY) -m pytest -q
 
+# ruff, and the import layering of ../shared/DESIGN.md (the contract is in pyproject.toml; CI runs both).
 lint: install
-	$(VENV)/bin/ruff check kpreg tests train.py evaluate.py
+	$(VENV)/bin/ruff check kpreg tests benchmarks train.py evaluate.py study.py
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf runs wandb lightning_logs .pytest_cache

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing kpreg
 from benchmarks._report import write_json  # noqa: E402
 from kpreg.backbone import Backbone  # noqa: E402
-from kpreg.data.coco_files import COCO_FLIP_PAIRS  # noqa: E402
+from kpreg.formats.coco import COCO_FLIP_PAIRS  # noqa: E402
 from kpreg.heads import (  # noqa: E402
     DSNTHead,
     FCHead,

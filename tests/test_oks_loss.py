@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from kpreg.formats.oks import oks
 from kpreg.losses import masked_mean
-from kpreg.metrics.oks import oks
 from kpreg.oks_loss import OKSScaleMissingError, oks_loss
 
 NOSE = 0.026  # COCOeval sigma of the nose: k = 0.052

@@ -70,12 +70,13 @@ class AnchorPoseHead(Head):
 
     name: ClassVar[str] = "anchor_pose"
     variants: ClassVar[dict[str, dict]] = {
-        "default": {},
-        "expectation": {"decoder": "expectation"},
-        "nearest_only": {"cover": 0.0},
-        "focal": {"cls_loss": "focal"},
-        "single_anchor": {"num_anchors": 1},
+        "anchor poses (A = 8, argmax)": {},
+        "anchor poses (A = 8, expectation)": {"decoder": "expectation"},
+        "anchor poses (A = 8, nearest anchor only)": {"cover": 0.0},
+        "anchor poses (A = 8, focal)": {"cls_loss": "focal"},
+        "anchor poses (A = 1)": {"num_anchors": 1},
     }
+    needs_fit = True  # the anchors are k-means centres of the training poses
 
     def __init__(
         self,
@@ -143,6 +144,9 @@ class AnchorPoseHead(Head):
         self.anchors.copy_(anchors.float())
         self.residual_std.copy_(std.float())
         self.fitted.fill_(True)
+
+    def is_fitted(self) -> bool:
+        return bool(self.fitted)
 
     # ---- forward and the parts of the raw output ------------------------------------------------------
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -81,11 +81,12 @@ class RLEHead(Head):
 
     name: ClassVar[str] = "rle"
     variants: ClassVar[dict[str, dict]] = {
-        "default": {},
-        "gaussian_prior": {"prior": "gaussian"},
-        "flow_only": {"prior": "none"},
-        "mmpose_scale": {"prior_scale": 2.0},
+        "RLE (Laplace prior)": {},
+        "RLE (Gaussian prior)": {"prior": "gaussian"},
+        "RLE (flow only)": {"prior": "none"},
+        "RLE (mmpose's scale)": {"prior_scale": 2.0},
     }
+    needs_fit = True  # the standardisation of μ comes from the training keypoints
 
     def __init__(
         self,
@@ -116,6 +117,7 @@ class RLEHead(Head):
         self.flow = residual_flow(self.flow_couplings, self.flow_hidden)
         self.register_buffer("target_mean", torch.zeros(k, 2))  # (K, 2) normalised
         self.register_buffer("target_std", torch.full((k, 2), float(self.init_std)))  # (K, 2) normalised
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
     def fit(self, keypoints: torch.Tensor, visibility: torch.Tensor) -> None:
@@ -123,6 +125,10 @@ class RLEHead(Head):
         mean, std = keypoint_statistics(keypoints, visibility, self.spec.input_size, self.init_std)
         self.target_mean.copy_(mean)
         self.target_std.copy_(std)
+        self.fitted.fill_(True)
+
+    def is_fitted(self) -> bool:
+        return bool(self.fitted)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         check_training_batch("RLEHead", features.shape[0], self.hidden, self.training)

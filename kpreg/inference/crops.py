@@ -53,7 +53,7 @@ class Cropper:
         center, size = box_to_center_size(box.xywh, aspect_ratio=w / h, padding=self.padding)
         record = PersonRecord(  # no keypoints: only the crop geometry is used
             image_path="", center=center, box_size=size, keypoints=np.zeros((0, 2)),
-            visible=np.zeros(0, dtype=bool), norm_length=0.0, extra={},
+            visible=np.zeros(0, dtype=bool), norm_length=0.0, instance_size=0.0, area=0.0, extra={},
         )
         affine, flip = self.transform.draw(record, None)  # (2, 3) original → input pixels, never flipped
         crop, _, _ = self.transform.apply(image, record, affine, flip)

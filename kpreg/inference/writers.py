@@ -10,7 +10,7 @@ ffmpeg. The frame size is taken from the first frame; every later frame must hav
     [{"image_id", "category_id", "keypoints": [x, y, score] * K, "score", "file_name", "frame_index"}, ...]
 
 with x, y in original-image pixels, 0-based pixel centres, unshifted (kpreg's convention and COCO's
-ground truth: ``kpreg.data.coco_files.write_results_json`` writes the same), rounded to 1e-4 px, scores to
+ground truth: ``kpreg.formats.coco.write_results_json`` writes the same), rounded to 1e-4 px, scores to
 1e-6. It is written **incrementally**: each instance is appended as it is predicted, so memory does not
 grow with a long video, and a crash loses nothing already predicted. The entries go to ``<path>.partial``,
 a valid JSON list after every ``close``; only a normal end renames it to ``path``, so a file under the

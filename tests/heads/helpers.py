@@ -44,9 +44,13 @@ def random_batch(b: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def fit_if_needed(head: Head, keypoints: torch.Tensor, visibility: torch.Tensor) -> None:
-    """What the module does before training: heads that learn from the training keypoints see them once."""
+    """What the module does before training: heads that learn from the training keypoints see them once — here the
+    given keypoints and 62 more random poses (a "training set" large enough for k-means anchors)."""
     if head.needs_fit and not head.is_fitted():
-        head.fit(keypoints, visibility)
+        g = torch.Generator().manual_seed(3)
+        extra = torch.rand(62, *keypoints.shape[1:], generator=g) * (max(head.spec.input_size) - 1)
+        head.fit(torch.cat([keypoints, extra.to(keypoints)]),
+                 torch.cat([visibility, torch.ones(62, keypoints.shape[1]).to(visibility)]))
 
 
 def total_loss(head: Head, raw: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor,

@@ -31,7 +31,7 @@ def test_crop_equals_the_evaluation_sample_of_the_same_box(tmp_path: Path) -> No
     cv2.imwrite(str(path), bgr)
     box, size = Box(12.3, 7.9, 30.4, 61.2), (64, 48)
     center, box_size = box_to_center_size(box.xywh, size[1] / size[0], 1.25)
-    record = PersonRecord(str(path), center, box_size, np.zeros((2, 2)), np.zeros(2, bool), 1.0, {})
+    record = PersonRecord(str(path), center, box_size, np.zeros((2, 2)), np.zeros(2, bool), 1.0, 1.0, 1.0, {})
     sample = TopDownDataset([record], TopDownTransform(size, []), train=False)[0]
     crop = Cropper(size)(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), box)
     torch.testing.assert_close(crops_to_batch([crop])[0], sample["image"], atol=0, rtol=0)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from kpreg.backbone import Backbone
+from kpreg.formats.oks import instance_score
 from kpreg.heads import HeadSpec, HeatmapHead
 from kpreg.inference.boxes import BoxSelector, load_detections
 from kpreg.inference.crops import Cropper, crops_to_batch, to_original
@@ -16,7 +17,6 @@ from kpreg.inference.export import InferenceModel
 from kpreg.inference.render import draw_predictions
 from kpreg.inference.sources import open_source
 from kpreg.inference.writers import PredictionsWriter, VideoWriter
-from kpreg.metrics.oks import instance_score
 from tests.inference.media import write_video
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kpreg.data.coco_files import load_results_json
+from kpreg.formats.coco import load_results_json
 from kpreg.inference.sources import open_source
 from kpreg.inference.writers import PredictionsWriter, VideoWriter, WriterError
 from tests.inference.media import frame_number, video_frame
