@@ -20,7 +20,7 @@ One file per step, in the order of the data flow (everything is re-exported here
   :func:`log_loss`, :func:`auroc`, :func:`calibration_scores`;
 * ``selection.py``: :func:`cross_fit` (out-of-fold probabilities, folds by group) and :func:`choose_method`
   (the method is chosen by cross-fitted log-loss, not by taste);
-* ``diagram.py``: :func:`reliability_diagram`, the PNG;
+* the reliability diagram (a PNG) is drawn by ``kpreg.compare.reliability`` (metrics do not draw);
 * ``inputs.py``: the input checks they share (:class:`CalibrationError`, a ``ValueError``).
 
 Conventions: features are ``(N, F)`` float64 with column 0 the raw confidence and column 1 (optional) the
@@ -28,7 +28,6 @@ log spread; ``correct`` is ``(N,)`` bool; ``keypoint_index`` ``(N,)`` int in ``[
 float64 on the CPU and is deterministic; applying a fitted map is plain torch on the input's device.
 """
 
-from kpreg.metrics.calibration.diagram import reliability_diagram
 from kpreg.metrics.calibration.inputs import CalibrationError
 from kpreg.metrics.calibration.labels import (
     CalibrationSet,
@@ -74,5 +73,5 @@ __all__ = [
     "calibration_features", "calibration_scores", "choose_method", "correct_keypoints", "cross_fit",
     "default_candidates", "expected_calibration_error", "fold_assignment", "gather_calibration_set",
     "interpolate", "keypoint_similarity", "log_loss", "logistic_objective", "make_calibrator", "platt_targets",
-    "reliability_bins", "reliability_diagram",
+    "reliability_bins",
 ]
