@@ -129,11 +129,18 @@ class AnchorPoseHead(Head):
         u = pixels_to_normalized(keypoints.detach().double().cpu(), self.spec.input_size)  # (N, K, 2)
         vis = visibility.detach().cpu().bool()  # (N, K)
         mask = vis[..., None].expand(n, k, 2).reshape(n, 2 * k)  # (N, 2K) x and y observed together
+        # A tiny training set (fewer observed poses than anchors) clusters into as many anchors as it has poses;
+        # the remaining anchors repeat them (their classes then split ties), with a warning.
+        clusters = max(1, min(self.num_anchors, int(mask.any(1).sum())))
+        if clusters < self.num_anchors:
+            warnings.warn(f"AnchorPoseHead.fit: {clusters} training pose(s) for {self.num_anchors} anchors: only "
+                          f"{clusters} distinct anchor pose(s) (lower model.head.init_args.num_anchors)", stacklevel=2)
         try:
-            centres, assign = masked_kmeans(u.reshape(n, 2 * k), mask, self.num_anchors, seed=self.seed)
+            centres, assign = masked_kmeans(u.reshape(n, 2 * k), mask, clusters, seed=self.seed)
         except KMeansInputError as err:
-            raise ValueError(f"AnchorPoseHead.fit: {err}; lower model.head.init_args.num_anchors") from err
-        anchors = centres.view(self.num_anchors, k, 2)  # (A, K, 2) normalised
+            raise ValueError(f"AnchorPoseHead.fit: {err}") from err
+        repeat = torch.arange(self.num_anchors) % clusters  # (A,) anchor → its cluster
+        anchors = centres.view(clusters, k, 2)[repeat]  # (A, K, 2) normalised
         # Pooled within-cluster std per keypoint and axis: the spread the regression is left with.
         member = assign >= 0
         w = (vis & member[:, None]).double()[..., None]  # (N, K, 1)

@@ -90,9 +90,13 @@ def test_fit_by_hand() -> None:
     assert torch.equal(again.anchors, head.anchors)  # deterministic
 
 
-def test_fit_needs_enough_poses() -> None:
-    with pytest.raises(ValueError, match="num_anchors"):
-        built(num_anchors=4).fit(torch.zeros(3, 2, 2), torch.ones(3, 2))
+def test_fit_with_fewer_poses_than_anchors_repeats_them_with_a_warning() -> None:
+    head = built(num_anchors=4)
+    poses = torch.tensor([[[10.0, 10.0], [20.0, 20.0]], [[40.0, 40.0], [50.0, 50.0]], [[10.0, 12.0], [20.0, 22.0]]])
+    with pytest.warns(UserWarning, match="3 training pose.*4 anchors"):
+        head.fit(poses, torch.ones(3, 2))
+    assert head.is_fitted() and torch.equal(head.anchors[3], head.anchors[0])  # anchor 3 repeats cluster 0
+    assert len({tuple(a.flatten().tolist()) for a in head.anchors}) == 3
 
 
 def test_anchors_are_saved_in_the_checkpoint() -> None:
