@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
-from cli_helpers import TINY_SYNTHETIC, csv_logger, run_script
+from cli_helpers import REPO, TINY_SYNTHETIC, csv_logger, run_script
+from fault_helpers import final_val_metrics
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +109,46 @@ def test_checkpoint_of_another_head_is_refused_naming_both_sides(trained_run: Pa
     _fails_with(result, "another model than the config describes", "kpreg.heads.heatmap.HeatmapHead",
                 "kpreg.heads.dsnt.DSNTHead")
     assert "Traceback" not in result.stderr
+
+
+def test_checkpoint_records_its_model(trained_run: Path) -> None:
+    checkpoint = torch.load(trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    saved = checkpoint["kpreg"]  # plain data: read with weights_only=True
+    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert saved["head"]["class_path"].rsplit(".", 1)[-1] == config["model"]["head"]["class_path"].rsplit(".", 1)[-1]
+    assert saved["head"]["init_args"]["sigma"] == 1.5  # the head's arguments, the override included
+    assert saved["num_keypoints"] == 16 and len(saved["keypoint_names"]) == 16 and saved["input_size"] == [32, 32]
+    assert saved["flip_pairs"] and saved["skeleton"] and saved["config"]["model"]["backbone"] == "test_resnet"
+
+
+@pytest.mark.parametrize("flip", ["false", "true"])
+def test_evaluate_follows_the_run_config_and_equals_validation(flip: str, tmp_path: Path) -> None:
+    """evaluate.py takes the flip test (and every other setting) from the run's config: the metrics of the last
+    checkpoint equal the last validation's, with the flip test off and on."""
+    run = tmp_path / "run"
+    result = run_script("train.py", *TINY_SYNTHETIC, *csv_logger(run), "--model.flip_test", flip)
+    assert result.returncode == 0, result.stderr[-3000:]
+    val = final_val_metrics(run)
+    out = tmp_path / "eval" / "metrics.json"
+    result = run_script("evaluate.py", "--config", str(run / "config.yaml"),
+                        "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--json", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(out.read_text())
+    for key in ("Mean", "Mean@0.1", "MeanError", "MedianError", "PCK@0.1"):
+        assert metrics[key] == pytest.approx(val[f"val/{key}"], rel=1e-5, abs=1e-5), key
+    assert json.loads((out.parent / "metric_info.json").read_text())["flip_test"] is (flip == "true")
+
+
+def test_training_output_to_a_file_shows_progress_lines(tmp_path: Path) -> None:
+    """Under nohup, SLURM or CI the output is a file, not a terminal: progress comes as plain lines."""
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("KPREG_PROGRESS", None)
+    with open(log, "w") as f:
+        proc = subprocess.run([sys.executable, "train.py", *TINY_SYNTHETIC, *csv_logger(tmp_path / "run")],
+                              cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=240)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert "epoch 1/1  step 4/4 (100%)  loss" in text and "it/s" in text
+    assert "epoch 1/1  validation  val/score" in text
+    assert "LightningCLI's args parameter" not in text and "litlogger" not in text  # no warning users cannot act on

@@ -98,3 +98,24 @@ def test_shipped_coco_config_runs_on_the_standard_layout(tmp_path: Path, capsys:
     out = capsys.readouterr().out
     assert "COCO train: 5 samples from 4 images" in out
     assert "COCO val/test (detected boxes): 6 samples from 4 images" in out
+
+
+def test_flip_test_on_data_without_flip_pairs_or_flip_augmentation_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Frames that are not mirror-symmetric (no left/right pairs, trained without flips): a flip test would average
+    a prediction on an image the model never learned. Refused with one message, unless forced."""
+    fx = make_coco_fixture(tmp_path / "data", ANIMAL, category_name="dog", category_id=3)
+    args = [
+        "--config", str(CONFIG), "--config", str(HEAD),
+        "--data.init_args.train_ann", str(fx.train_ann), "--data.init_args.val_ann", str(fx.val_ann),
+        "--data.init_args.train_images", str(fx.images), "--data.init_args.input_size", "[64, 64]",
+        "--data.init_args.flip_pairs", "[]", "--data.init_args.augmentation.flip_prob", "0.0",
+        "--data.init_args.num_workers", "0", "--model.backbone", "test_resnet", "--model.pretrained", "false",
+        "--trainer.fast_dev_run", "true", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "r"),
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        train_main([*args, "--model.flip_test", "true"])
+    assert exit_info.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no left/right flip pairs and trains without flip augmentation" in err and "model.flip_test: false" in err
+    train_main([*args, "--model.flip_test", "false"])  # the same data without a flip test trains
