@@ -49,7 +49,7 @@ class LogLineProgress(ProgressBar):
         self._enabled = True
         self._last_print = 0.0
         self._epoch_start = 0.0
-        self._epoch_start_batch = 0
+        self._first_batch: int | None = None  # the epoch's first batch index (not 0 when a run resumes mid-epoch)
         self._val_start = 0.0
 
     # ---- ProgressBar API -------------------------------------------------------------------------------
@@ -70,18 +70,20 @@ class LogLineProgress(ProgressBar):
     # ---- training --------------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = self._last_print = time.monotonic()
-        self._epoch_start_batch = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        self._first_batch = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         now = time.monotonic()
+        if self._first_batch is None:
+            self._first_batch = batch_idx
         total = self.total_train_batches
         last = isinstance(total, int) and batch_idx + 1 >= total
         if now - self._last_print < self.every_n_seconds and not last:
             return
         self._last_print = now
         done = batch_idx + 1
-        rate = (done - self._epoch_start_batch) / max(now - self._epoch_start, 1e-9)  # batches per second
+        rate = (done - self._first_batch) / max(now - self._epoch_start, 1e-9)  # batches per second
         parts = [self._epoch(trainer)]
         if isinstance(total, int) and total > 0:
             parts.append(f"step {done}/{total} ({100 * done // total}%)")
