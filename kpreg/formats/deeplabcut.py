@@ -64,6 +64,7 @@ __all__ = [
     "read_image_sizes",
     "check_inside_images",
     "write_collected_data",
+    "DLCTableWriter",
 ]
 
 # Added to DeepLabCut x, y to get kpreg input/original pixels (see the module docstring: both put pixel
@@ -548,23 +549,76 @@ def write_collected_data(
         if mask.shape != (n, k):
             raise ValueError(f"write_collected_data: labelled has shape {mask.shape}, expected ({n}, {k})")
         pts = np.where(mask[..., None], pts, np.nan)
-    dlc = pts - DLC_TO_KPREG_SHIFT  # (N, K, 2) x,y DeepLabCut pixels
-    # One unlabelled coordinate makes the keypoint unlabelled: never write half a keypoint.
-    dlc[np.isnan(dlc).any(axis=-1)] = np.nan
-
-    coords = _XYL if conf is not None else _XY
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["scorer"] + [str(scorer)] * (k * len(coords)))
-        writer.writerow(["bodyparts"] + [b for b in names for _ in coords])
-        writer.writerow(["coords"] + list(coords) * k)
+    with DLCTableWriter(path, scorer, names, likelihood=conf is not None) as table:
         for i in range(n):
-            cells = [keys[i]]
-            for j in range(k):
-                cells += [_format(dlc[i, j, 0]), _format(dlc[i, j, 1])]
-                if conf is not None:
-                    cells.append(_format(conf[i, j]))
-            writer.writerow(cells)
-    return out
+            table.add(keys[i], pts[i], None if conf is None else conf[i])
+    return table.path
+
+
+class DLCTableWriter:
+    """Writes a DeepLabCut table row by row, for outputs that grow with a video (``write_collected_data``
+    writes a whole table through it).
+
+    The header rows (``scorer`` / ``bodyparts`` / ``coords``: ``x, y[, likelihood]`` per keypoint) are written
+    at once; ``add`` appends one row and nothing is kept in memory. NaN coordinates are written as empty cells
+    (both of a keypoint's when either is NaN: never half a keypoint). Use it as a context manager or ``close``.
+    """
+
+    def __init__(self, path: str | Path, scorer: str, bodyparts: Sequence[str], likelihood: bool = True) -> None:
+        names = [str(b) for b in bodyparts]
+        if not scorer or not str(scorer).strip():
+            raise ValueError("DeepLabCut table: scorer must be a non-empty name")
+        if not names or any(not b.strip() for b in names) or len(set(names)) != len(names):
+            raise ValueError(f"DeepLabCut table: bodyparts must be unique non-empty names, got {names}")
+        self.path = Path(path)
+        self.bodyparts = names
+        self.likelihood = likelihood
+        self.rows = 0
+        coords = _XYL if likelihood else _XY
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w", newline="")  # noqa: SIM115 - closed by close() / __exit__
+        self._writer = csv.writer(self._file, lineterminator="\n")
+        self._writer.writerow(["scorer"] + [str(scorer)] * (len(names) * len(coords)))
+        self._writer.writerow(["bodyparts"] + [b for b in names for _ in coords])
+        self._writer.writerow(["coords"] + list(coords) * len(names))
+
+    def add(self, index: str | int, xy: np.ndarray, likelihood: np.ndarray | None = None) -> None:
+        """One row: ``index`` (an image path or a frame number), xy (K, 2) x,y kpreg pixels (NaN = none),
+        likelihood (K,) (required when the table has a likelihood column, refused otherwise)."""
+        if self._file is None:
+            raise ValueError(f"{self.path}: the table is closed")
+        k = len(self.bodyparts)
+        key = str(index)
+        if not key.strip():
+            raise ValueError(f"{self.path}: row {self.rows}: the index must be non-empty")
+        pts = np.asarray(xy, dtype=np.float64)  # (K, 2) x,y kpreg pixels
+        if pts.shape != (k, 2):
+            raise ValueError(f"{self.path}: row {key!r}: xy has shape {pts.shape}, expected ({k}, 2)")
+        if np.isinf(pts).any():
+            raise ValueError(f"{self.path}: row {key!r}: xy holds infinite values")
+        if self.likelihood != (likelihood is not None):
+            raise ValueError(f"{self.path}: row {key!r}: the table {'has' if self.likelihood else 'has no'} a "
+                             "likelihood column")
+        conf = None if likelihood is None else np.asarray(likelihood, dtype=np.float64).reshape(-1)  # (K,)
+        if conf is not None and conf.shape != (k,):
+            raise ValueError(f"{self.path}: row {key!r}: likelihood has shape {conf.shape}, expected ({k},)")
+        dlc = pts - DLC_TO_KPREG_SHIFT  # (K, 2) x,y DeepLabCut pixels
+        dlc[np.isnan(dlc).any(axis=-1)] = np.nan  # one missing coordinate: the keypoint is missing
+        cells = [key]
+        for j in range(k):
+            cells += [_format(dlc[j, 0]), _format(dlc[j, 1])]
+            if conf is not None:
+                cells.append(_format(conf[j]))
+        self._writer.writerow(cells)
+        self.rows += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> DLCTableWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
