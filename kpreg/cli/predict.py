@@ -1,0 +1,327 @@
+"""``python predict.py --ckpt CKPT --input PATH --out DIR``: a trained model on images, folders, globs and videos.
+
+    python predict.py --ckpt runs/synthetic/heatmap/checkpoints/best.ckpt --input clip.mp4 --out out/ --draw
+    python predict.py --ckpt CKPT --input 'frames/*.png' --out out/ --detections dets.json --score-thr 0.5
+    python predict.py --backend onnxruntime --model model.onnx --input clip.mp4 --out out/
+
+Boxes: the whole frame by default (lab videos, single animals); or ``--detections`` — a COCO detection JSON
+(entries keyed by ``file_name``, or by ``image_id`` with ``--images-file``), a COCO file with ``images`` and
+``annotations``, or a CSV ``frame, x, y, w, h, score`` (one row per box; ``frame`` a video frame index or an
+image file name) — kept above ``--score-thr``. Several boxes of one frame are several instances.
+
+Outputs in ``--out``:
+
+* ``predictions.json``: COCO keypoint results ``[{image_id, category_id, keypoints: [x, y, confidence]*K,
+  score, file_name, frame_index}]``, every instance, image pixels; ``evaluate.py score`` reads it. ``image_id``
+  is the detections file's id, else the id of the file name in ``--images-file``, else the frame index.
+* ``predictions.csv``: DeepLabCut's table (``scorer`` / ``bodyparts`` / ``coords`` header rows, ``x, y,
+  likelihood`` per keypoint), one row per frame (video) or image, indexed by frame number or file name. It
+  holds one instance per row — the frame's highest-scoring one — as DeepLabCut's single-animal tables do; a
+  frame without a box has empty cells. Every instance is in the JSON.
+* with ``--draw``: ``drawn/<image name>`` per image, or ``<video>_drawn.mp4`` for a video (skeleton, boxes when
+  detections are used; keypoints with a confidence below ``--min-confidence`` hidden, DeepLabCut's pcutoff).
+* ``summary.json``: the model, backend, flip test, frames read / skipped / converted, the video fault if any,
+  detections kept and unmatched, frames per second.
+
+Nothing is lost silently: skipped files, converted images (grayscale, 16-bit, alpha), a video that stops early
+and detections naming frames that are not in the input are each reported in one line. The exit code is 2
+only when nothing could be predicted (or the command is wrong); ``KPREG_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from rich.console import Console
+
+from kpreg.backbone import BackboneError
+from kpreg.formats.deeplabcut import DLCTableWriter
+from kpreg.inference.boxes import BoxError, BoxSelector, Detections, load_detections
+from kpreg.inference.predictor import Prediction, Predictor
+from kpreg.inference.render import draw_predictions
+from kpreg.inference.runtimes import BACKENDS
+from kpreg.inference.sources import Frame, FrameSource, SourceError, open_source
+from kpreg.inference.writers import PredictionsWriter, VideoWriter
+from kpreg.training.checkpoint import CheckpointMismatchError
+
+DEFAULT_VIDEO_FPS = 25.0  # for the drawn MP4 of a video whose header has no frame rate
+
+
+class NothingPredicted(ValueError):
+    """The run ended without a single predicted instance."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="predict.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_argument_group("model")
+    model.add_argument("--ckpt", help="a kpreg checkpoint (it carries its model: no config needed)")
+    model.add_argument("--model", help="an exported model (export.py): .onnx for onnxruntime, .pt for torchscript")
+    model.add_argument("--backend", choices=BACKENDS, default=None,
+                       help="torch (the checkpoint, default), onnxruntime or torchscript (an exported --model)")
+    model.add_argument("--config", help="a run's config.yaml, checked against the checkpoint (optional)")
+    model.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, mps")
+    model.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for the network (default: torch's setting, also given to onnxruntime)")
+    flip = model.add_mutually_exclusive_group()
+    flip.add_argument("--flip", dest="flip", action="store_true", default=None,
+                      help="flip test on (the default where the run evaluated with it)")
+    flip.add_argument("--no-flip", dest="flip", action="store_false", help="flip test off (twice as fast)")
+    model.add_argument("--batch-size", type=int, default=32, help="crops per forward pass")
+    data = parser.add_argument_group("input and boxes")
+    data.add_argument("--input", required=True, help="an image, a folder of images, a glob pattern or a video")
+    data.add_argument("--detections", help="boxes: COCO detection JSON or CSV (frame, x, y, w, h, score)")
+    data.add_argument("--score-thr", type=float, default=0.0, help="drop detections scoring below this")
+    data.add_argument("--category-id", type=int, default=None, help="keep detections of this category only")
+    data.add_argument("--images-file", help="a COCO JSON whose 'images' map file names to image ids")
+    data.add_argument("--padding", type=float, default=1.25, help="growth of a detection box around its centre")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", required=True, help="output folder")
+    out.add_argument("--draw", action="store_true", help="draw predictions: drawn/ images, or an annotated MP4")
+    out.add_argument("--min-confidence", type=float, default=0.3,
+                     help="drawing hides keypoints below this confidence (DeepLabCut's pcutoff)")
+    out.add_argument("--scorer", default=None, help="the CSV's scorer row (default kpreg_<head>_<backbone>)")
+    out.add_argument("--prefetch", type=int, default=8, help="frames decoded and cropped ahead of the network")
+    return parser
+
+
+# ---- the run ---------------------------------------------------------------------------------------------
+@dataclass
+class RunStats:
+    frames: int = 0
+    instances: int = 0
+    frames_without_box: int = 0
+    ids_not_in_images_file: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def build_predictor(args: argparse.Namespace) -> Predictor:
+    import torch
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    backend = args.backend or ("torch" if args.ckpt else None)
+    if backend in (None, "torch"):
+        if not args.ckpt:
+            raise ValueError("give --ckpt CKPT (a checkpoint), or --model FILE with --backend onnxruntime|torchscript")
+        if args.model:
+            raise ValueError("--model is an exported file for --backend onnxruntime|torchscript; with the torch "
+                             "backend give only --ckpt")
+        return Predictor.from_checkpoint(args.ckpt, args.device, args.flip, args.config, args.batch_size, args.padding)
+    if not args.model:
+        raise ValueError(f"--backend {backend} runs an exported model: give --model FILE (python export.py --ckpt "
+                         f"CKPT --format {'onnx' if backend == 'onnxruntime' else 'torchscript'} --out FILE)")
+    if args.config:
+        raise ValueError("--config is checked against a checkpoint; an exported model carries its own description")
+    predictor = Predictor.from_exported(args.model, backend, args.device, args.flip, args.batch_size, args.padding,
+                                        threads=torch.get_num_threads() if args.threads is None else args.threads)
+    if args.ckpt:  # both given: they must describe the same model
+        from kpreg.inference.rebuild import rebuild
+
+        ckpt_info = rebuild(args.ckpt).info
+        for name in ("keypoint_names", "input_size"):
+            if getattr(ckpt_info, name) != getattr(predictor.info, name):
+                raise CheckpointMismatchError(f"{args.model} and {args.ckpt} are different models ({name}: "
+                                              f"{getattr(predictor.info, name)} vs {getattr(ckpt_info, name)})")
+    return predictor
+
+
+def image_ids_by_name(path: str | None) -> dict[str, int]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--images-file not found: {path}") from None
+    except json.JSONDecodeError as err:
+        raise BoxError(f"{path}: not valid JSON ({err})") from None
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list):
+        raise BoxError(f"{path}: has no 'images' list to map file names to image ids")
+    out = {}
+    for n, img in enumerate(images):
+        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+            raise BoxError(f"{path}: images[{n}] needs 'id' and 'file_name'")
+        out[str(img["file_name"])] = int(img["id"])
+    return out
+
+
+def _drawn_path(out_dir: Path, name: str) -> Path:
+    path = out_dir / "drawn" / name
+    if not cv2.haveImageWriter(str(path)):
+        path = path.with_suffix(".png")
+    return path
+
+
+def run(args: argparse.Namespace, console: Console) -> RunStats:
+    """Predict every frame of ``args.input`` into ``args.out``; returns what happened."""
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.prefetch < 1:
+        raise ValueError(f"--prefetch must be at least 1, got {args.prefetch}")
+    source = open_source(args.input, prefetch_depth=args.prefetch)
+    detections: Detections | None = None
+    if args.detections:
+        detections = load_detections(args.detections, args.score_thr, args.category_id, args.images_file)
+    selector = BoxSelector(source, detections)  # an image source's detections are matched here, up front
+    ids = image_ids_by_name(args.images_file)
+    predictor = build_predictor(args)
+    console.print(predictor.describe(), highlight=False)
+    console.print(_source_line(source), highlight=False)
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    video = source.video is not None
+    source_name = Path(args.input).name
+    scorer = args.scorer or f"kpreg_{predictor.info.head or 'model'}_{predictor.info.backbone or 'net'}"
+    stats = RunStats()
+    drawn: VideoWriter | None = None
+    if args.draw and video:
+        fps = source.video.fps or DEFAULT_VIDEO_FPS  # type: ignore[union-attr]
+        drawn = VideoWriter(out_dir / f"{Path(args.input).stem}_drawn.mp4", fps)
+    from kpreg.cli.progress import FrameProgress
+
+    start = time.monotonic()
+    with PredictionsWriter(out_dir / "predictions.json") as results, \
+            DLCTableWriter(out_dir / "predictions.csv", scorer, predictor.keypoint_names) as table, \
+            FrameProgress(len(source) or None) as progress:
+        try:
+            for frame, prediction in predictor.stream(source, selector if detections else None, args.prefetch):
+                _write(frame, prediction, video, source_name, ids, results, table, stats)
+                if args.draw:
+                    image = draw_predictions(frame.image, prediction.keypoints, prediction.confidence,
+                                             predictor.skeleton, args.min_confidence,
+                                             boxes=list(prediction.boxes) if detections else None)
+                    if drawn is not None:
+                        drawn.write(image)
+                    else:
+                        path = _drawn_path(out_dir, frame.name)
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+                progress.update()
+        finally:
+            stats.seconds = time.monotonic() - start
+            if drawn is not None:
+                drawn.close()
+    detections_report = selector.finish()  # a video's detections are matched against the frames read
+    _report(source, detections_report, stats, console)
+    summary = {
+        "model": predictor.describe(), "backend": predictor.backend, "device": predictor.device,
+        "flip_test": predictor.flip_test, "calibrated": predictor.confidence_map.calibrated,
+        "input": str(args.input), "kind": source.kind, "frames": stats.frames, "instances": stats.instances,
+        "frames_without_box": stats.frames_without_box, "skipped": source.report.skipped,
+        "converted": source.report.notes, "fault": source.report.fault,
+        "detections": None if detections_report is None else detections_report.summary(),
+        "seconds": round(stats.seconds, 3), "frames_per_second": round(stats.frames_per_second, 2),
+        "outputs": sorted(p.name for p in out_dir.iterdir() if p.name != "summary.json"),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if stats.instances == 0:
+        why = source.report.fault or (detections_report.summary() if detections_report else "")
+        raise NothingPredicted(f"nothing was predicted from {args.input}" + (f": {why}" if why else ""))
+    console.print(f"{stats.frames} frame(s), {stats.instances} instance(s) in {stats.seconds:.1f} s "
+                  f"({stats.frames_per_second:.1f} frames/s) → {out_dir}/predictions.json, predictions.csv"
+                  + (", drawn" if args.draw else ""), highlight=False)
+    return stats
+
+
+def _source_line(source: FrameSource) -> str:
+    if source.video is not None:
+        v = source.video
+        count = f"{v.frame_count} frames" if v.frame_count else "frame count unknown"
+        fps = f", {v.fps:g} fps" if v.fps else ""
+        return f"input: video {source.path} ({v.width}x{v.height}, {count}{fps})"
+    return f"input: {source.kind} {source.path} ({len(source)} file(s))"
+
+
+def _write(
+    frame: Frame,
+    prediction: Prediction,
+    video: bool,
+    source_name: str,
+    ids: dict[str, int],
+    results: PredictionsWriter,
+    table: DLCTableWriter,
+    stats: RunStats,
+) -> None:
+    """One frame's instances into the JSON (all) and the CSV (the best one)."""
+    stats.frames += 1
+    k = len(table.bodyparts)
+    if len(prediction) == 0:
+        stats.frames_without_box += 1
+        table.add(frame.index if video else frame.name, np.full((k, 2), np.nan), np.full(k, np.nan))
+        return
+    scores = prediction.scores  # (N,) instance scores
+    for n, box in enumerate(prediction.boxes):
+        if box.image_id is not None:
+            image_id = box.image_id
+        elif ids:
+            image_id = ids.get(frame.name, frame.index)
+            stats.ids_not_in_images_file += frame.name not in ids
+        else:
+            image_id = frame.index
+        results.add(image_id, prediction.keypoints[n], prediction.confidence[n], float(scores[n]),
+                    source_name if video else frame.name, frame.index)
+        stats.instances += 1
+    best = int(np.argmax(scores))
+    table.add(frame.index if video else frame.name, prediction.keypoints[best], prediction.confidence[best])
+
+
+def _report(source: FrameSource, detections: Any, stats: RunStats, console: Console) -> None:
+    """One line per thing that did not go as plainly as it could (skips, conversions, faults, unmatched)."""
+    report = source.report
+    err = Console(stderr=True, soft_wrap=True)
+    if report.skipped:
+        shown = ", ".join(f"{n} ({r})" for n, r in list(report.skipped.items())[:5])
+        more = f", … {len(report.skipped) - 5} more" if len(report.skipped) > 5 else ""
+        err.print(f"[yellow]warning:[/] skipped {len(report.skipped)} file(s) that are not readable images: "
+                  f"{shown}{more}", highlight=False)
+    if report.notes:
+        shown = ", ".join(f"{n} ({'; '.join(r)})" for n, r in list(report.notes.items())[:5])
+        more = f", … {len(report.notes) - 5} more" if len(report.notes) > 5 else ""
+        console.print(f"note: converted {len(report.notes)} image(s) to 8-bit RGB: {shown}{more}", highlight=False)
+    if report.fault:
+        err.print(f"[yellow]warning:[/] {report.fault}; the {stats.frames} frame(s) before it are predicted",
+                  highlight=False)
+    if detections is not None and (detections.not_in_input or detections.dropped):
+        err.print("[yellow]warning:[/] " + detections.summary().replace("\n", ";"), highlight=False)
+    if stats.frames_without_box:
+        console.print(f"note: {stats.frames_without_box} frame(s) had no box (empty CSV rows, nothing in the JSON)",
+                      highlight=False)
+    if stats.ids_not_in_images_file:
+        err.print(f"[yellow]warning:[/] {stats.ids_not_in_images_file} instance(s) of images missing from "
+                  "--images-file got their frame index as image_id", highlight=False)
+
+
+# ---- entry point -----------------------------------------------------------------------------------------
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, BackboneError, SourceError, BoxError,
+                                                CheckpointMismatchError)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    console = Console(soft_wrap=True)
+    try:
+        run(args, console)
+    except USER_ERRORS as err:
+        if os.environ.get("KPREG_DEBUG"):
+            raise
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(2)
