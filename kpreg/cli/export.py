@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,7 +58,11 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out: str | Path, flip: bool | 
     metadata = model.info.to_metadata()
     if fmt == "onnx":
         return export_onnx(net, out, opset=opset, metadata=metadata), net
-    return export_torchscript(net, out, metadata=metadata), net
+    with warnings.catch_warnings():
+        # The trace warns about shape tests such as the neck's "is the feature map already the output grid?":
+        # they depend on the input size, which the export fixes, so the traced branch is the right one.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return export_torchscript(net, out, metadata=metadata), net
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,6 +8,7 @@ config that trained it. Evaluating or resuming under a config that disagrees is 
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError) as err:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:  # junk bytes: an unpickling error
         raise CheckpointMismatchError(f"cannot read checkpoint {path} (truncated or not a checkpoint?): "
                                       f"{str(err).splitlines()[0]}") from None
     if not isinstance(checkpoint, dict):

@@ -1,0 +1,86 @@
+"""export.py: a checkpoint → ONNX / TorchScript that predicts alone (its description embedded), with parity.
+
+Parity per head (every head of ``kpreg.heads.__all__``, with and without the flip test, both runtimes) is
+tested in ``tests/inference/test_export.py``; here the command, the embedded description and the predictor
+on the exported file against the checkpoint's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kpreg
+from kpreg.cli.export import main as export_main
+from kpreg.data.synthetic import render_figure
+
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+FORMATS = [
+    pytest.param("onnx", "m.onnx", marks=pytest.mark.skipif(
+        any(importlib.util.find_spec(p) is None for p in ONNX_PACKAGES), reason="optional ONNX packages missing")),
+    pytest.param("torchscript", "m.pt"),
+]
+
+
+def run_export(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        export_main(list(args))
+        code = 0
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(("fmt", "name"), FORMATS)
+def test_exported_model_predicts_like_the_checkpoint(
+    fmt: str, name: str, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_export(capsys, "--ckpt", str(tiny_checkpoint), "--format", fmt, "--out", str(tmp_path / name))
+    assert code == 0, err
+    assert "with the flip test, dynamic batch, input 32x32" in out
+    px, conf = (float(v) for v in re.search(r"max \|Δ coords\| (\S+) input px, max \|Δ confidence\| (\S+)", out).groups())
+    assert px <= 1e-3 and conf <= 1e-4
+
+    exported = kpreg.load(tmp_path / name)  # the file alone: no checkpoint, no config
+    reference = kpreg.load(tiny_checkpoint, device="cpu")
+    assert exported.backend == {"onnx": "onnxruntime", "torchscript": "torchscript"}[fmt]
+    for field in ("keypoint_names", "skeleton", "flip_pairs", "input_size", "head", "backbone"):
+        assert getattr(exported.info, field) == getattr(reference.info, field), field
+    for field in ("mean", "std"):  # written with 6 decimals: the same float32 values
+        np.testing.assert_array_equal(np.float32(getattr(exported.info, field)), np.float32(getattr(reference.info, field)))
+    assert exported.flip_test
+    frame = np.zeros((40, 60, 3), np.uint8)
+    frame[4:36, 20:52] = render_figure(3, 0, 32, True).image
+    images = [render_figure(3, i, 32, True).image for i in range(3)] + [frame]  # batches of 1 to 4 crops
+    boxes = [None, None, None, [[20, 4, 32, 32], [0, 0, 30, 40], [25, 10, 30, 20]]]
+    for a, b in zip(exported.predict(images, boxes), reference.predict(images, boxes)):
+        assert np.abs(a.keypoints - b.keypoints).max() <= 1e-3 and np.abs(a.confidence - b.confidence).max() <= 1e-4
+
+
+def test_export_without_the_flip_test(tiny_checkpoint: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_export(capsys, "--ckpt", str(tiny_checkpoint), "--format", "torchscript", "--out",
+                                str(tmp_path / "plain.pt"), "--no-flip", "--no-check")
+    assert code == 0 and "without the flip test" in out and "parity" not in out
+    exported = kpreg.load(tmp_path / "plain.pt")
+    assert not exported.flip_test
+    image = render_figure(3, 0, 32, True).image
+    plain = kpreg.load(tiny_checkpoint, device="cpu", flip=False).predict(image)
+    np.testing.assert_allclose(exported.predict(image).keypoints, plain.keypoints, atol=1e-3)
+    with pytest.raises(ValueError, match="exported without the flip test; .* again with --flip"):
+        kpreg.load(tmp_path / "plain.pt", flip=True)
+
+
+def test_bad_export_requests_are_exit_2(tiny_checkpoint: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_export(capsys, "--ckpt", str(tmp_path / "nope.ckpt"), "--format", "onnx", "--out", "m.onnx")
+    assert code == 2 and "checkpoint not found" in err
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    code, _, err = run_export(capsys, "--ckpt", str(tmp_path / "junk.ckpt"), "--format", "torchscript", "--out",
+                              str(tmp_path / "m.pt"))
+    assert code == 2 and "cannot read checkpoint" in err
