@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from kpreg.data.sample import IMAGENET_MEAN, IMAGENET_STD
 
 METADATA_FORMAT = 1
@@ -152,7 +154,9 @@ def _size(size: Any, source: str) -> tuple[int, int]:
 
 def _triple(values: Any, source: str, key: str) -> tuple[float, float, float]:
     try:
-        a, b, c = (float(v) for v in values)
+        # float32, as the normalisation computes (and the defaults are): 0.485 written with 6 decimals reads back
+        # to the same float32 as IMAGENET_MEAN's, so a file and its checkpoint describe equal models
+        a, b, c = (float(np.float32(v)) for v in values)
     except (TypeError, ValueError):
         raise ModelInfoError(f"{source}: {key} must be three numbers, got {values!r}") from None
     return a, b, c

@@ -49,10 +49,8 @@ def test_exported_model_predicts_like_the_checkpoint(
     exported = kpreg.load(tmp_path / name)  # the file alone: no checkpoint, no config
     reference = kpreg.load(tiny_checkpoint, device="cpu")
     assert exported.backend == {"onnx": "onnxruntime", "torchscript": "torchscript"}[fmt]
-    for field in ("keypoint_names", "skeleton", "flip_pairs", "input_size", "head", "backbone"):
+    for field in ("keypoint_names", "skeleton", "flip_pairs", "input_size", "head", "backbone", "mean", "std"):
         assert getattr(exported.info, field) == getattr(reference.info, field), field
-    for field in ("mean", "std"):  # written with 6 decimals: the same float32 values
-        np.testing.assert_array_equal(np.float32(getattr(exported.info, field)), np.float32(getattr(reference.info, field)))
     assert exported.flip_test
     frame = np.zeros((40, 60, 3), np.uint8)
     frame[4:36, 20:52] = render_figure(3, 0, 32, True).image
@@ -84,3 +82,17 @@ def test_bad_export_requests_are_exit_2(tiny_checkpoint: Path, tmp_path: Path,
     code, _, err = run_export(capsys, "--ckpt", str(tmp_path / "junk.ckpt"), "--format", "torchscript", "--out",
                               str(tmp_path / "m.pt"))
     assert code == 2 and "cannot read checkpoint" in err
+
+
+def test_the_calibration_map_travels_in_the_exported_file(tiny_checkpoint: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.inference.test_predictor import calibrated_checkpoint
+
+    ckpt, _ = calibrated_checkpoint(tiny_checkpoint, tmp_path / "calibrated.ckpt")
+    code, _, err = run_export(capsys, "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(tmp_path / "c.pt"),
+                              "--no-check")
+    assert code == 0, err
+    exported, reference = kpreg.load(tmp_path / "c.pt"), kpreg.load(ckpt, device="cpu")
+    assert exported.confidence_map.calibrated
+    image = render_figure(3, 1, 32, True).image
+    np.testing.assert_allclose(exported.predict(image).confidence, reference.predict(image).confidence, atol=1e-5)
