@@ -45,3 +45,13 @@ def test_benchmark_quick_prints_table_and_json(script: str, tmp_path: Path) -> N
         for clock in ("wall", "cpu"):
             assert result["median_ms"][clock]["kpreg"] > 0 and result["median_ms"][clock]["raw"] > 0
             assert result["ratio"][clock] > 0
+
+
+def test_predict_speed_quick(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    # The peak-memory runs (two more interpreters) are left out here: the smoke run must stay short.
+    stdout, result = run_benchmark("predict_speed.py", tmp_path, "--ckpt", str(tiny_checkpoint), "--skip-memory")
+    assert "|---" in stdout
+    assert set(result["median_fps"]) == {f"{kind}, {runtime}" for kind in ("bare forward", "predict.py")
+                                         for runtime in ("PyTorch", "ONNX Runtime")}
+    assert all(v > 0 for v in result["median_fps"].values()) and all(v > 0 for v in result["ratios"].values())
+    assert result["peak_rss_mib"] == {}

@@ -44,15 +44,13 @@ import cv2
 import numpy as np
 from rich.console import Console
 
-from kpreg.backbone import BackboneError
 from kpreg.formats.deeplabcut import DLCTableWriter
 from kpreg.inference.boxes import BoxError, BoxSelector, Detections, load_detections
 from kpreg.inference.predictor import Prediction, Predictor
 from kpreg.inference.render import draw_predictions
 from kpreg.inference.runtimes import BACKENDS
-from kpreg.inference.sources import Frame, FrameSource, SourceError, open_source
+from kpreg.inference.sources import Frame, FrameSource, open_source
 from kpreg.inference.writers import PredictionsWriter, VideoWriter
-from kpreg.training.checkpoint import CheckpointMismatchError
 
 DEFAULT_VIDEO_FPS = 25.0  # for the drawn MP4 of a video whose header has no frame rate
 
@@ -138,7 +136,7 @@ def build_predictor(args: argparse.Namespace) -> Predictor:
         ckpt_info = rebuild(args.ckpt).info
         for name in ("keypoint_names", "input_size"):
             if getattr(ckpt_info, name) != getattr(predictor.info, name):
-                raise CheckpointMismatchError(f"{args.model} and {args.ckpt} are different models ({name}: "
+                raise ValueError(f"{args.model} and {args.ckpt} are different models ({name}: "
                                               f"{getattr(predictor.info, name)} vs {getattr(ckpt_info, name)})")
     return predictor
 
@@ -311,8 +309,9 @@ def _report(source: FrameSource, detections: Any, stats: RunStats, console: Cons
 
 
 # ---- entry point -----------------------------------------------------------------------------------------
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, BackboneError, SourceError, BoxError,
-                                                CheckpointMismatchError)
+# The user's input, not a bug: one line, exit code 2. Every kpreg input error (SourceError, BoxError, BackendError,
+# ImageInputError, CheckpointMismatchError, BackboneError, …) is a ValueError; the training stack is not imported.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
