@@ -45,7 +45,7 @@ class ModelInfo:
     input_size: tuple[int, int]  # (H, W) of the network input
     head: str  # the head's class name
     backbone: str
-    flip_test: bool  # the run's evaluation setting (model.flip_test): predictions follow it unless told otherwise
+    flip_test: bool  # the run's evaluation setting (model.flip_test, off without flip pairs): the default
     calibration: Mapping[str, Any] | None = None  # a fitted calibration map's state, None = raw confidences
     mean: tuple[float, float, float] = tuple(float(v) for v in IMAGENET_MEAN)  # type: ignore[assignment]
     std: tuple[float, float, float] = tuple(float(v) for v in IMAGENET_STD)  # type: ignore[assignment]
@@ -71,7 +71,9 @@ class ModelInfo:
             input_size=_size(record["input_size"], source),
             head=head,
             backbone=str(record["backbone"]),
-            flip_test=bool(model_config.get("flip_test", True)),  # KeypointModule's default
+            # As evaluate.py: the run's model.flip_test (KeypointModule's default: on), but not on data without
+            # left/right pairs, where evaluate.py refuses it unless forced (a mirrored figure is another figure)
+            flip_test=bool(model_config.get("flip_test", True)) and bool(record.get("flip_pairs")),
             calibration=record.get("calibration"),
         )
 

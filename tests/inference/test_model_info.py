@@ -34,7 +34,9 @@ def test_record_to_metadata_and_back() -> None:
 def test_defaults_where_a_record_is_short() -> None:
     info = ModelInfo.from_record({k: RECORD[k] for k in ("head", "backbone", "num_keypoints", "input_size")}, "m")
     assert info.keypoint_names == ("keypoint_0", "keypoint_1", "keypoint_2") and info.skeleton == ()
-    assert info.flip_test is True and info.calibration is None  # KeypointModule's default; raw confidences
+    assert info.flip_test is False and info.calibration is None  # no flip pairs: no flip test; raw confidences
+    info = ModelInfo.from_record({**RECORD, "config": {}}, "m")
+    assert info.flip_test is True  # KeypointModule's default where the data has pairs
 
 
 @pytest.mark.parametrize(("change", "message"), [
