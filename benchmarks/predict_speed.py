@@ -16,7 +16,8 @@ ratios:
 Ratios: ONNX Runtime / PyTorch (issue 16's target ≥ 1.3) and predict.py / bare forward (target ≥ 0.8). Both
 runtimes get the same number of threads (``--threads``, default torch's setting: ``OMP_NUM_THREADS``). Peak
 memory: ``predict.py --draw`` (annotated MP4 too) as a fresh process on the first 100 and on all 1,000 frames,
-its peak resident set size (``VmHWM``). Per-head export parity is ``benchmarks/export_parity.py``.
+its peak resident set size (``VmHWM``). Parity: the exported ONNX and TorchScript files against PyTorch on
+the video's crops (per head, on random weights: ``benchmarks/export_parity.py``).
 
     python benchmarks/predict_speed.py [--ckpt runs/synthetic/heatmap/checkpoints/best.ckpt] [--json out.json]
     python benchmarks/predict_speed.py --quick --ckpt CKPT     # 40 frames, one round: a smoke run
@@ -171,6 +172,15 @@ def main() -> None:
             "ONNX Runtime": Predictor.from_exported(onnx_path, "onnxruntime", batch_size=args.batch, threads=threads),
         }
         crops = decoded_crops(models["PyTorch"], long_video)
+        # Parity on the video's real crops, the trained model (the per-head table of export_parity.py uses random
+        # weights, whose flat heatmaps are the hard case for sub-pixel decoders).
+        script_path, _ = export_checkpoint(args.ckpt, "torchscript", work / "demo.pt")
+        reference = models["PyTorch"].run(crops)
+        parity = {}
+        for name, other in (("ONNX Runtime", models["ONNX Runtime"]),
+                            ("TorchScript", Predictor.from_exported(script_path, "torchscript", batch_size=args.batch))):
+            coords, confidence = other.run(crops)
+            parity[name] = [float((coords - reference[0]).abs().max()), float((confidence - reference[1]).abs().max())]
         common = ["--input", str(long_video), "--batch-size", str(args.batch), "--threads", str(threads),
                   "--device", "cpu"]
         commands = {
@@ -214,12 +224,16 @@ def main() -> None:
     print("\n| ratio | value |\n|---|---|")
     for name, value in ratios.items():
         print(f"| {name} | {value:.2f} |")
+    print(f"\n| parity vs PyTorch on the video's {len(crops)} crops | max |Δ coords| input px | max |Δ confidence| |")
+    print("|---|---|---|")
+    for name, (px, conf) in parity.items():
+        print(f"| {name} | {px:.1e} | {conf:.1e} |")
     print("\n| predict.py --draw, peak RSS | MiB |\n|---|---|")
     for name, value in memory.items():
         print(f"| {name} | {value:.0f} |")
     write_json(args.json, {"frames": args.frames, "size": args.size, "batch": args.batch, "threads": threads,
                            "rounds": args.rounds, "fps": fps, "median_fps": median, "ratios": ratios,
-                           "peak_rss_mib": memory, "checkpoint": str(args.ckpt)})
+                           "peak_rss_mib": memory, "parity": parity, "checkpoint": str(args.ckpt)})
 
 
 if __name__ == "__main__":

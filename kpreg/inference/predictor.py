@@ -140,7 +140,7 @@ class Predictor:
 
         model = rebuild(ckpt, config)
         flip_test = model.info.flip_test if flip is None else bool(flip)
-        runtime = TorchRuntime(model.inference_model(flip_test), device)
+        runtime = TorchRuntime(model.inference_model(flip_test), device, channels_last=model.channels_last)
         return cls(runtime, model.info, batch_size, padding)
 
     @classmethod

@@ -39,6 +39,11 @@ class RebuiltModel:
     info: ModelInfo
     record: dict[str, Any]  # the checkpoint's ``kpreg`` record
 
+    @property
+    def channels_last(self) -> bool:
+        """Whether the run kept weights and inputs in NHWC layout (``model.channels_last``), a speed setting."""
+        return bool(((self.record.get("config") or {}).get("model") or {}).get("channels_last", False))
+
     def inference_model(self, flip_test: bool) -> InferenceModel:
         """backbone → head → decode, with the flip test over the model's left/right pairs when asked."""
         return InferenceModel(self.backbone, self.head, list(self.info.flip_pairs) if flip_test else None)

@@ -59,19 +59,29 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 class TorchRuntime:
-    """An ``InferenceModel`` in eval mode on ``device``; inputs move there, outputs come back to the CPU."""
+    """An ``InferenceModel`` in eval mode on ``device``; inputs move there, outputs come back to the CPU.
+
+    ``channels_last``: weights and inputs in NHWC memory layout (the run's ``model.channels_last``; ~20 % faster
+    convolutions on this project's CPU, and on tensor cores); the values are the same up to float rounding.
+    """
 
     name = "torch"
 
-    def __init__(self, model: InferenceModel, device: str | torch.device | None = "cpu") -> None:
+    def __init__(self, model: InferenceModel, device: str | torch.device | None = "cpu",
+                 channels_last: bool = False) -> None:
         self.torch_device = resolve_device(device)
         self.device = str(self.torch_device)
+        self.channels_last = channels_last
         self.model = model.eval().to(self.torch_device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.flip_test = model.flip_pairs is not None
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode():
             x = images.to(self.torch_device, non_blocking=True)  # (B, 3, H, W)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             coords, confidence = self.model(x)  # (B, K, 2) input px, (B, K)
             return coords.float().cpu(), confidence.float().cpu()
 
