@@ -8,7 +8,8 @@ load falls on all of them alike; each figure is the median over rounds, each rat
 ratios:
 
 * bare forward, PyTorch / ONNX Runtime: the network alone (flip test included, as predict.py runs it) on crops
-  decoded and cropped beforehand, in batches of ``--batch``;
+  decoded and cropped beforehand, in batches of ``--batch``; PyTorch in the run's memory layout (the demo's
+  config asks for channels_last, NHWC) and, as a reference, in plain NCHW;
 * predict.py, PyTorch / ONNX Runtime: the command's whole loop (``kpreg.cli.predict.run``: decoding, cropping,
   the network, mapping back, ``predictions.json`` and ``predictions.csv``), frames per second from the first
   frame to the last (model loading excluded).
@@ -49,7 +50,9 @@ from kpreg.cli.predict import _parser as predict_parser  # noqa: E402
 from kpreg.cli.predict import run as predict_run  # noqa: E402
 from kpreg.data.synthetic import render_figure  # noqa: E402
 from kpreg.inference.predictor import Predictor  # noqa: E402
+from kpreg.inference.rebuild import rebuild  # noqa: E402
 from kpreg.inference.render import draw_predictions  # noqa: E402
+from kpreg.inference.runtimes import TorchRuntime  # noqa: E402
 
 DEMO_CKPT = ROOT / "runs" / "synthetic" / "heatmap" / "checkpoints" / "best.ckpt"
 SEED = 777  # figures unseen in training (the training split uses other streams)
@@ -171,6 +174,10 @@ def main() -> None:
             "PyTorch": Predictor.from_checkpoint(args.ckpt, "cpu", batch_size=args.batch),
             "ONNX Runtime": Predictor.from_exported(onnx_path, "onnxruntime", batch_size=args.batch, threads=threads),
         }
+        # PyTorch's default follows the run's memory layout (the demo's: channels_last); NCHW is plain PyTorch.
+        plain = rebuild(args.ckpt)
+        nchw = Predictor(TorchRuntime(plain.inference_model(plain.info.flip_test), "cpu", channels_last=False),
+                         plain.info, args.batch)
         crops = decoded_crops(models["PyTorch"], long_video)
         # Parity on the video's real crops, the trained model (the per-head table of export_parity.py uses random
         # weights, whose flat heatmaps are the hard case for sub-pixel decoders).
@@ -193,6 +200,7 @@ def main() -> None:
             for name in models:
                 fps.setdefault(f"bare forward, {name}", []).append(bare_forward(models[name], crops, args.batch))
                 fps.setdefault(f"predict.py, {name}", []).append(predict_command(commands[name]))
+            fps.setdefault("bare forward, PyTorch NCHW", []).append(bare_forward(nchw, crops, args.batch))
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in fps.items()))
 
         def ratio(a: str, b: str) -> float:
@@ -201,6 +209,10 @@ def main() -> None:
         ratios = {
             "ONNX Runtime / PyTorch, bare forward": ratio("bare forward, ONNX Runtime", "bare forward, PyTorch"),
             "ONNX Runtime / PyTorch, predict.py": ratio("predict.py, ONNX Runtime", "predict.py, PyTorch"),
+            "ONNX Runtime / PyTorch NCHW, bare forward": ratio("bare forward, ONNX Runtime",
+                                                               "bare forward, PyTorch NCHW"),
+            "PyTorch (run's layout) / PyTorch NCHW, bare forward": ratio("bare forward, PyTorch",
+                                                                         "bare forward, PyTorch NCHW"),
             "predict.py / bare forward, PyTorch": ratio("predict.py, PyTorch", "bare forward, PyTorch"),
             "predict.py / bare forward, ONNX Runtime": ratio("predict.py, ONNX Runtime", "bare forward, ONNX Runtime"),
         }
@@ -213,7 +225,8 @@ def main() -> None:
                     [*base, "--input", str(video), "--out", str(work / f"mem_{label}"), "--draw", "--device", "cpu",
                      "--batch-size", str(args.batch), "--threads", str(threads)], work)
         if args.frame_png:
-            print(f"wrote {drawn_frames(models['PyTorch'], Path(args.frame_png), [3, 8, 15], args.size)}")
+            # 240 px frames keep the PNG under 300 kB (noisy backgrounds compress poorly)
+            print(f"wrote {drawn_frames(models['PyTorch'], Path(args.frame_png), [3, 8, 15], 240)}")
 
     median = {k: statistics.median(v) for k, v in fps.items()}
     print(f"\nPrediction speed, {args.frames}-frame {args.size}×{args.size} MP4, {Path(args.ckpt).name}, batch "

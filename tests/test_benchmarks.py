@@ -52,6 +52,6 @@ def test_predict_speed_quick(tiny_checkpoint: Path, tmp_path: Path) -> None:
     stdout, result = run_benchmark("predict_speed.py", tmp_path, "--ckpt", str(tiny_checkpoint), "--skip-memory")
     assert "|---" in stdout
     assert set(result["median_fps"]) == {f"{kind}, {runtime}" for kind in ("bare forward", "predict.py")
-                                         for runtime in ("PyTorch", "ONNX Runtime")}
+                                         for runtime in ("PyTorch", "ONNX Runtime")} | {"bare forward, PyTorch NCHW"}
     assert all(v > 0 for v in result["median_fps"].values()) and all(v > 0 for v in result["ratios"].values())
     assert result["peak_rss_mib"] == {}
