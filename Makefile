@@ -25,7 +25,7 @@ test: install
 
 # ruff, and the import layering of ../shared/DESIGN.md (the contract is in pyproject.toml; CI runs both).
 lint: install
-	$(VENV)/bin/ruff check kpreg tests benchmarks train.py evaluate.py study.py
+	$(VENV)/bin/ruff check kpreg tests benchmarks train.py evaluate.py study.py predict.py export.py
 	$(VENV)/bin/lint-imports
 
 clean:
