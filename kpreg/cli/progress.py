@@ -78,7 +78,9 @@ class FrameProgress:
 
     def _line(self, final: bool = False) -> None:
         rate = self.frames_per_second
-        parts = [f"predicted {self.done}" + (f"/{self.total}" if self.total else "") + " frames"]
+        # The total is what the source announced (a folder's files, a video header's count): the final line says
+        # what was done, since skipped files or a truncated video end the stream short of it.
+        parts = [f"predicted {self.done}" + (f"/{self.total}" if self.total and not final else "") + " frames"]
         if self.total and not final:
             parts[0] += f" ({100 * self.done // self.total}%)"
         parts.append(f"{rate:.1f} frames/s")

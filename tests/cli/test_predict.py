@@ -139,7 +139,7 @@ def test_video_end_to_end_with_drawn_mp4(video: Path, tiny_checkpoint: Path, tmp
     result = run_script("predict.py", "--ckpt", str(tiny_checkpoint), "--input", str(video), "--out", str(out),
                         "--draw", "--batch-size", "5", "--device", "cpu")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"predicted {N_FRAMES}/{N_FRAMES} frames" in result.stdout  # plain progress lines off a terminal
+    assert f"predicted {N_FRAMES} frames" in result.stdout and "frames/s" in result.stdout  # plain lines
     entries = json.loads((out / "predictions.json").read_text())
     assert [(e["frame_index"], e["file_name"], e["image_id"]) for e in entries] == \
         [(i, "clip.avi", i) for i in range(N_FRAMES)]

@@ -29,7 +29,7 @@ def test_plain_lines_count_frames_per_second_from_the_first_frame(monkeypatch: p
         clock.now += 3.0
         bar.update(20)  # 5 s after the first frame: a line, (50 - 10) frames / 5 s = 8 frames/s
         assert out.getvalue() == "predicted 50/100 frames (50%)  8.0 frames/s  ETA 0:00:06\n"
-    assert out.getvalue().splitlines()[-1] == "predicted 50/100 frames  8.0 frames/s"
+    assert out.getvalue().splitlines()[-1] == "predicted 50 frames  8.0 frames/s"  # what was done, no total
 
 
 def test_unknown_total_and_other_modes(monkeypatch: pytest.MonkeyPatch) -> None:
