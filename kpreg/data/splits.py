@@ -96,7 +96,8 @@ def split_frames(
                                       ("val_every", val_every is not None),
                                       ("val_fraction", val_fraction is not None)) if given]
     if len(rules) > 1:
-        raise DataError(f"give one split rule, not {' and '.join(rules)}")
+        raise DataError(f"give one split rule, not {' and '.join(rules)}: set the others to null (e.g. "
+                        f"--data.init_args.{rules[0].split(' ')[0]} null)")
     if split_by not in ("image", "folder"):
         raise DataError(f"split_by must be 'image' or 'folder', got {split_by!r}")
 
