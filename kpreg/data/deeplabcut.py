@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -214,6 +214,8 @@ class DeepLabCutDataModule(KeypointDataModule):
         self.sigmas = [float(s) for s in (sigmas if sigmas is not None else [default_sigma] * k)]
         if not all(np.isfinite(s) and s > 0 for s in self.sigmas):
             raise DataError(f"OKS sigmas must be positive, got {self.sigmas}")
+        if isinstance(augmentation, Mapping):  # a run's config.yaml read back without jsonargparse (study report)
+            augmentation = Augmentation(**augmentation)
         if augmentation is None:
             augmentation = DLC_AUGMENTATION
             if not self.flip_pairs:  # no left/right pairs: flipping would teach the model mirror images
