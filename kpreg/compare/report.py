@@ -105,15 +105,19 @@ class Contract:
 
     @property
     def headline(self) -> list[Column]:
-        """The primary first, then the other headline columns in the metrics' order."""
+        """The primary first, then the other headline columns of its section, then the other sections' (a pixel-error
+        primary keeps its median error and PCK beside it, before OKS AP)."""
+        section = self.column(self.primary).section
         cols = [c for c in self.columns if c.headline and c.key != self.primary]
-        return [self.column(self.primary), *cols]
+        return [self.column(self.primary), *(c for c in cols if c.section == section),
+                *(c for c in cols if c.section != section)]
 
     @property
     def groups(self) -> list[Column]:
-        """The columns that break the primary's section down (e.g. PCKh's Head … Ankle)."""
+        """The columns that break the primary down (PCKh's Head … Ankle); none for other primaries, whose report
+        shows the mean pixel error per keypoint instead."""
         section = self.column(self.primary).section
-        return [c for c in self.columns if c.section == section and not c.headline]
+        return [c for c in self.columns if c.section == section and c.breakdown]
 
     @property
     def second(self) -> Column:

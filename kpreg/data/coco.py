@@ -29,21 +29,26 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import Dataset
 
 from kpreg.coords import box_to_center_size
 from kpreg.data.datamodule import KeypointDataModule, check_flip_pairs
 from kpreg.data.sample import BOX_AREA_FACTOR, extent_box
-from kpreg.data.topdown import Augmentation, DataError, PersonRecord, TopDownDataset, TopDownTransform
+from kpreg.data.topdown import (
+    Augmentation,
+    DataError,
+    PersonRecord,
+    SplitReport,
+    TopDownDataset,
+    TopDownTransform,
+    print_report,
+)
 from kpreg.formats.coco import (
     COCO_KEYPOINT_NAMES,
     KeypointCategory,
@@ -80,28 +85,6 @@ _LAYOUT = {
     "train_images": "train2017",
     "val_images": "val2017",
 }
-
-
-@dataclass
-class SplitReport:
-    """What loading one split kept and what it skipped; every skip is counted and printed."""
-
-    split: str
-    source: str  # the annotation (or detection) file the samples come from
-    samples: int = 0
-    images: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)  # reason → count
-
-    def message(self) -> str:
-        head = f"COCO {self.split}: {self.samples} samples from {self.images} images ({self.source})"
-        if not self.skipped:
-            return head + "; nothing skipped"
-        return head + "; skipped " + ", ".join(f"{n} {reason}" for reason, n in self.skipped.items())
-
-
-@rank_zero_only
-def _report(text: str) -> None:
-    print(text)
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -306,7 +289,7 @@ class COCODataModule(KeypointDataModule):
         if image_dir is None:
             raise ValueError(f"the {split} split needs an images folder ('{split}_images' or 'root')")
         images = _image_index(data, path)
-        report = SplitReport(split, str(path))
+        report = SplitReport("COCO", split, str(path))
         cat, k = self.category, self.num_keypoints
         anns = data.get("annotations")
         if not isinstance(anns, list):
@@ -393,7 +376,7 @@ class COCODataModule(KeypointDataModule):
         dets = _read_json(path, "bbox_file")
         if not isinstance(dets, list):
             raise DataError(f"{path}: a detection results file holds a JSON list, got {type(dets).__name__}")
-        report = SplitReport("val/test (detected boxes)", str(path))
+        report = SplitReport("COCO", "val/test (detected boxes)", str(path))
         aspect = self._input_size[1] / self._input_size[0]
         k = self.num_keypoints
         records: list[PersonRecord] = []
@@ -449,8 +432,12 @@ class COCODataModule(KeypointDataModule):
                     self._data.pop("train", None)
             _check_images_exist(records, split)
             self.records[split], self.reports[split] = records, report
-            _report(report.message())
+            print_report(report.message())
         return self.records[split]
+
+    def split_summary(self, split: str) -> str:
+        report = self.reports.get("train" if split == "train" else "val")
+        return report.message() if report is not None else ""
 
     def _build_datasets(self, stage: str | None) -> dict[str, Dataset]:
         out: dict[str, Dataset] = {}

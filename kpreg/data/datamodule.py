@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from kpreg.data.errors import DataError
 from kpreg.data.samplers import (
     PaddedEvalSampler,
     PaddingFlagDataset,
@@ -104,7 +105,22 @@ class KeypointDataModule(pl.LightningDataModule):
         """Return the datasets needed for ``stage`` under the keys 'train', 'val', 'test'."""
 
     def setup(self, stage: str | None = None) -> None:
-        self.datasets.update(self._build_datasets(stage))
+        built = self._build_datasets(stage)
+        for split, dataset in built.items():
+            # An empty validation split would train with no validation, no checkpoint selection and no warning
+            # (Lightning skips a loader without batches): refuse any empty split, saying where it came from.
+            if len(dataset) == 0:  # type: ignore[arg-type]
+                summary = self.split_summary(split)
+                raise DataError(
+                    f"the {split} split has no samples" + (f" ({summary})" if summary else "")
+                    + ": check the annotation files and the split settings of the data config"
+                )
+        self.datasets.update(built)
+
+    def split_summary(self, split: str) -> str:
+        """Where a split's samples come from and what was skipped (for messages); datamodules that read files
+        override it."""
+        return ""
 
     def _replicas(self) -> tuple[int, int]:
         """(world size, global rank) of the attached trainer; (1, 0) outside a trainer."""

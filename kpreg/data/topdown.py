@@ -17,8 +17,9 @@ The affine stored in the sample (``meta.affine_inv``) includes the flip, and a f
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,15 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import Dataset
 
 from kpreg.coords import apply_affine, crop_affine, flip_permutation, invert_affine
+from kpreg.data.errors import DataError
 from kpreg.data.sample import affine_zoom, make_sample
 
-
-class DataError(ValueError):
-    """Bad input data: names the file and the index or id of the offending entry."""
+__all__ = ["Augmentation", "DataError", "NO_AUGMENTATION", "PersonRecord", "SplitReport", "TopDownDataset",
+           "TopDownTransform", "print_report", "read_image"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,30 @@ class Augmentation:
 
 
 NO_AUGMENTATION = Augmentation(0.0, 0.0, 0.0, 0.0, 0.0, 8, False)
+
+
+@dataclass
+class SplitReport:
+    """What loading one split kept and what it skipped; every skip is counted and printed (``print_report``)."""
+
+    dataset: str  # "COCO", "DeepLabCut" …: the first word of the message
+    split: str
+    source: str  # the file (or project folder) the samples come from
+    samples: int = 0
+    images: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)  # reason → count
+
+    def message(self) -> str:
+        head = f"{self.dataset} {self.split}: {self.samples} samples from {self.images} images ({self.source})"
+        if not self.skipped:
+            return head + "; nothing skipped"
+        return head + "; skipped " + ", ".join(f"{n} {reason}" for reason, n in self.skipped.items())
+
+
+@rank_zero_only
+def print_report(text: str) -> None:
+    """Print a split's summary once (rank 0 under DDP)."""
+    print(text)
 
 
 @dataclass

@@ -303,6 +303,7 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "missing_keypoints",  # no `keypoints` field
     "bad_keypoints_length",  # len(keypoints) != 3*K
     "non_finite",  # NaN / inf in keypoints or bbox
+    "bad_visibility",  # a visibility flag other than 0, 1, 2
     "zero_size_box",  # bbox width or height <= 0 (or no bbox)
     "keypoint_outside_image",  # a labelled keypoint outside [-0.5, W-0.5] x [-0.5, H-0.5]
     "unknown_image",  # image_id not in `images`
@@ -312,6 +313,7 @@ _KIND_TEXT = {
     "missing_keypoints": "has no 'keypoints' field",
     "bad_keypoints_length": "has a keypoints list of bad length",
     "non_finite": "has NaN/inf values",
+    "bad_visibility": "has a visibility flag other than 0 (unlabelled), 1 (labelled, hidden), 2 (labelled, visible)",
     "zero_size_box": "has a zero or negative size box",
     "keypoint_outside_image": "has a keypoint outside the image",
     "unknown_image": "refers to an unknown image_id",
@@ -362,6 +364,14 @@ def find_keypoint_problems(data: Any) -> dict[str, list[AnnotationProblem]]:
             continue
         if not np.all(np.isfinite(arr)) or not np.all(np.isfinite(box)):
             add("non_finite", "NaN or inf in keypoints or bbox")
+            continue
+        # COCO's v is 0, 1 or 2. Anything else (a confidence 0.9, a -1 "unknown", a 3) is not COCO: reading it as
+        # "labelled" or not would be a guess, so it is refused rather than accepted silently.
+        bad_v = ~np.isin(arr[:, 2], (0.0, 1.0, 2.0))  # (K,)
+        if bad_v.any():
+            j = int(np.flatnonzero(bad_v)[0])
+            add("bad_visibility", f"keypoint {j} has v={arr[j, 2]:g} ({int(bad_v.sum())} keypoint(s) with another "
+                                  "value than 0, 1, 2)")
             continue
         if box.shape[0] != 4 or box[2] <= 0 or box[3] <= 0:
             add("zero_size_box", f"bbox {box.tolist()}")

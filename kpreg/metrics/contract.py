@@ -43,6 +43,7 @@ class Column:
     unit: str = "%"  # "%", "px" or "" (a fraction)
     headline: bool = False  # one of the few numbers a comparison of runs shows (the study report's table)
     long_label: str = ""  # the report's wording where the table's short label needs its section to be understood
+    breakdown: bool = False  # a part of its section's main number (PCKh per joint group): the report's group table
 
     @property
     def header(self) -> str:

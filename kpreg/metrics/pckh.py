@@ -205,7 +205,7 @@ SECTION = "PCKh (head-normalised)"
 def pckh_columns(groups: Mapping[str, Sequence[int]], thresholds: Sequence[float] = (0.5, 0.1)) -> list[Column]:
     """The summary columns of PCKh: the groups, then ``Mean`` (PCKh at the main threshold), ``Mean@0.1``, ``AUC``."""
     main, low = thresholds
-    return [Column(g, g, True, section=SECTION) for g in groups] + [
+    return [Column(g, g, True, section=SECTION, breakdown=True) for g in groups] + [
         Column("Mean", f"PCKh@{main:g}", True, section=SECTION, headline=True),
         Column("Mean@0.1", f"PCKh@{low:g}", True, section=SECTION, headline=True),
         Column("AUC", "AUC", True, section=SECTION, headline=True),

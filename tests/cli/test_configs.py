@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from coco_fixture import make_coco_fixture
+from dlc_fixture import make_dlc_project
 from mpii_fixture import make_mpii_root
 
 from kpreg.cli.lightning import make_cli
@@ -22,7 +23,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DATA_PARTS = sorted((CONFIGS / "data").glob("*.yaml"))
 HEAD_PARTS = sorted((CONFIGS / "heads").glob("*.yaml"))
 # The protocol part each data part is documented with (none: the data part carries its protocol).
-PROTOCOLS = {"mpii": "simplebaseline_mpii", "coco": "simplebaseline_coco", "animal_coco": "finetune_resnet50"}
+PROTOCOLS = {"mpii": "simplebaseline_mpii", "coco": "simplebaseline_coco", "animal_coco": "finetune_resnet50",
+             "deeplabcut": "from_scratch_cpu"}
 ANIMAL = ("nose", "left_ear", "right_ear", "left_front_paw", "right_front_paw", "tail_base")
 
 
@@ -48,8 +50,13 @@ def _animal(tmp: Path) -> list[str]:
             "--data.init_args.train_images", str(fx.images), "--data.init_args.input_size", "[64, 64]"]
 
 
+def _deeplabcut(tmp: Path) -> list[str]:
+    project = make_dlc_project(tmp / "my_project", frames=5)  # two videos × 5 frames, every 5th to validation
+    return ["--data.init_args.project", str(project.root), "--data.init_args.input_size", "[64, 64]"]
+
+
 FIXTURES: dict[str, Callable[[Path], list[str]]] = {
-    "synthetic": _synthetic, "mpii": _mpii, "coco": _coco, "animal_coco": _animal,
+    "synthetic": _synthetic, "mpii": _mpii, "coco": _coco, "animal_coco": _animal, "deeplabcut": _deeplabcut,
 }
 
 

@@ -255,10 +255,27 @@ def test_bad_files_raise_naming_file_and_id(fx: CocoFixture, tmp_path: Path) -> 
     dets = json.loads(fx.bbox_file.read_text()) + [
         {"image_id": 4242, "category_id": 1, "bbox": [1.0, 1.0, 9.0, 9.0], "score": 0.5}
     ]
+    bad_v = broken(lambda d: d["annotations"][1]["keypoints"].__setitem__(5, 3))  # keypoint 1 of id 1002: v = 3
+    with pytest.raises(ValueError, match=r"broken.json: annotation id 1002 .*visibility flag other than 0.*keypoint 1 "
+                                         r"has v=3"):
+        setup(bad_v)
     bad_dets = tmp_path / "dets.json"
     bad_dets.write_text(json.dumps(dets))
     with pytest.raises(DataError, match=r"dets.json: entry 8 has image_id 4242, which is not in .*val.json"):
         setup(fx.val_ann, bbox_file=str(bad_dets))
+
+
+def test_an_empty_validation_split_is_an_error(fx: CocoFixture, tmp_path: Path) -> None:
+    """A validation file whose every annotation is skipped used to train with no validation and no warning."""
+    data = fx.load("val")
+    for ann in data["annotations"]:
+        ann["iscrowd"] = 1
+    val = tmp_path / "all_crowd.json"
+    val.write_text(json.dumps(data))
+    dm = _dm(fx, val_ann=str(val))
+    with pytest.raises(DataError, match=r"the val split has no samples \(COCO val: 0 samples from 0 images "
+                                        r"\(.*all_crowd.json\); skipped 7 crowd annotation\(s\)\)"):
+        dm.setup("fit")
 
 
 def test_gt_without_area_and_num_keypoints_scores_the_same_in_both_places(fx: CocoFixture, tmp_path: Path) -> None:

@@ -122,6 +122,9 @@ def test_out_of_range_skeleton_edges_warn_and_drop() -> None:
         ("keypoint_outside_image", lambda a: a["keypoints"].__setitem__(0, 120.0), "outside the image"),
         ("keypoint_outside_image", lambda a: a["keypoints"].__setitem__(1, -0.6), "outside the image"),
         ("non_finite", lambda a: a["keypoints"].__setitem__(4, float("nan")), "NaN"),
+        ("bad_visibility", lambda a: a["keypoints"].__setitem__(5, 3), "keypoint 1 has v=3"),
+        ("bad_visibility", lambda a: a["keypoints"].__setitem__(8, 0.9), "keypoint 2 has v=0.9"),
+        ("bad_visibility", lambda a: a["keypoints"].__setitem__(2, -1), "visibility flag other than 0 (unlabelled)"),
     ],
 )
 def test_validation_errors_name_file_and_annotation(tmp_path: Path, kind: str, mutate, text: str) -> None:

@@ -1,0 +1,84 @@
+"""End to end on a generated DeepLabCut project, driven by the shipped parts configs/data/deeplabcut.yaml,
+configs/protocols/from_scratch_cpu.yaml and a head part: train.py → evaluate.py writes the metrics JSON (pixel errors,
+PCK, OKS AP), predictions.json and a DeepLabCut predictions table; evaluation equals the last validation with the
+flip test off and on; bad input is one line naming the file and the line, exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dlc_fixture import DLCProject, make_dlc_project
+from fault_helpers import final_val_metrics, one_line
+
+from kpreg.cli import evaluate_main, train_main
+from kpreg.formats.deeplabcut import read_collected_data
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+PARTS = ["--config", str(CONFIGS / "data" / "deeplabcut.yaml"),
+         "--config", str(CONFIGS / "protocols" / "from_scratch_cpu.yaml")]
+
+
+def _train_args(project: DLCProject, run: Path, head: str = "heatmap", *extra: str) -> list[str]:
+    return [
+        *PARTS, "--config", str(CONFIGS / "heads" / f"{head}.yaml"),
+        "--data.init_args.project", str(project.root),
+        "--data.init_args.val_every", "3",
+        "--data.init_args.input_size", "[64, 64]",
+        "--data.init_args.batch_size", "2",
+        "--data.init_args.num_workers", "0",
+        "--model.backbone", "test_resnet",
+        "--trainer.max_epochs", "1",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(run),
+        "--trainer.logger.class_path", "pytorch_lightning.loggers.CSVLogger",
+        "--trainer.logger.init_args.save_dir", str(run),
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> DLCProject:
+    return make_dlc_project(tmp_path_factory.mktemp("dlc") / "my_project", frames=6, empty_rows=1)
+
+
+@pytest.mark.parametrize("flip", ["false", "true"])
+def test_train_evaluate_writes_pixel_metrics_and_a_deeplabcut_table(
+        project: DLCProject, flip: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    train_main(_train_args(project, run, "heatmap", "--model.flip_test", flip))
+    out = capsys.readouterr().out
+    assert "DeepLabCut project: 12 labelled frames in 2 table(s)" in out and "2 frame(s) with every keypoint empty" in out
+    val = final_val_metrics(run)
+    metrics_path = tmp_path / "eval" / "metrics.json"
+    evaluate_main(["--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                   "--json", str(metrics_path)])
+    metrics = json.loads(metrics_path.read_text())
+    for key in ("MeanError", "MedianError", "RMSE", "PCK@0.1", "PCK@5px", "PCK-AUC", "AP", "MeanError/snout"):
+        assert key in metrics, key
+    for key in ("MeanError", "MedianError", "PCK@0.1", "PCK@5px", "AP"):  # evaluation = the last validation
+        assert metrics[key] == pytest.approx(val[f"val/{key}"], rel=1e-5, abs=1e-5), key
+    info = json.loads((metrics_path.parent / "metric_info.json").read_text())
+    assert info["primary"] == "MeanError" and info["higher_is_better"] is False and info["flip_test"] is (flip == "true")
+    # predictions: JSON (the study report draws it) and a DeepLabCut table of the 4 validation frames
+    predictions = json.loads((metrics_path.parent / "predictions.json").read_text())["predictions"]
+    table = read_collected_data(metrics_path.parent / "predictions.csv")
+    assert len(predictions) == table.num_images == 4
+    assert list(table.image_paths) == [p["image"] for p in predictions]
+    np.testing.assert_allclose(table.keypoints, [p["keypoints"] for p in predictions], atol=1e-6)
+    assert table.likelihood is not None and table.labelled.all()
+
+
+def test_bad_project_is_one_line_naming_file_and_line(project: DLCProject, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    broken = make_dlc_project(tmp_path / "broken", frames=3)
+    (broken.root / "labeled-data" / "mouseA" / "img0001.png").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(_train_args(broken, tmp_path / "run"))
+    assert exit_info.value.code == 2
+    err = one_line(capsys.readouterr().err)
+    assert "error:" in err and "Traceback" not in err
+    assert "mouseA/CollectedData_tester.csv, line 5 (labeled-data/mouseA/img0001.png): image file" in err
+    assert "does not exist" in err
