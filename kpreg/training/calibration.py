@@ -49,20 +49,21 @@ def check_calibration_method(method: str) -> str:
     return method
 
 
-def to_cpu(value: Any) -> Any:
-    """Tensors (nested in dicts, lists) moved to the CPU; other values unchanged."""
+def to_device(value: Any, device: torch.device | str) -> Any:
+    """Tensors (nested in dicts, lists) detached and moved to ``device``; other values unchanged."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
+        return value.detach().to(device)
     if isinstance(value, dict):
-        return {k: to_cpu(v) for k, v in value.items()}
+        return {k: to_device(v, device) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(to_cpu(v) for v in value)
+        return type(value)(to_device(v, device) for v in value)
     return value
 
 
 @dataclass
 class EpochRows:
-    """One process's evaluation batches, on the CPU, in the order they came."""
+    """One process's evaluation batches, in the order they came; on the CPU until the epoch ends (an epoch's worth of
+    predictions would otherwise hold accelerator memory)."""
 
     coords: list[torch.Tensor] = field(default_factory=list)  # (B, K, 2) x,y original px, float64
     confidence: list[torch.Tensor] = field(default_factory=list)  # (B, K) raw, float64
@@ -74,7 +75,7 @@ class EpochRows:
         self.coords.append(coords.detach().to("cpu", torch.float64))
         self.confidence.append(confidence.detach().to("cpu", torch.float64))
         self.spread.append(None if spread is None else spread.detach().to("cpu", torch.float64))
-        self.meta.append(to_cpu(meta))
+        self.meta.append(to_device(meta, "cpu"))
 
     def clear(self) -> None:
         for rows in (self.coords, self.confidence, self.spread, self.meta):

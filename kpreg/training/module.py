@@ -37,6 +37,7 @@ from kpreg.training.calibration import (
     check_calibration_method,
     finite_scores,
     gather_table,
+    to_device,
 )
 from kpreg.training.checkpoint import (
     CheckpointMismatchError,
@@ -389,10 +390,12 @@ class KeypointModule(pl.LightningModule):
         self.calibration_outcomes[prefix] = outcome
         confidence = outcome.confidence[positions]  # (S_local, K) this process's rows
         for coords, conf, spread, meta in rows.batches(confidence):
+            # Back on the module's device, where the metrics' states live (DDP syncs them there).
+            coords, conf, spread, meta = to_device((coords, conf, spread, meta), self.device)
             metric.update(coords, conf, meta)
             uncertainty.update(coords, conf, meta, spread)
             if prefix == "test":
-                self._test_predictions.append((meta["index"], coords, conf.float()))
+                self._test_predictions.append((meta["index"].cpu(), coords.cpu(), conf.float().cpu()))
         rows.clear()
         self.log_dict({f"{prefix}/{k}": v for k, v in finite_scores(outcome.scores).items()}, sync_dist=False)
 
