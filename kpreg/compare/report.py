@@ -463,8 +463,8 @@ def write_report(out: Path | str) -> Path:
                      if (r.get("confidence") or {}).get("note")), "")
         lines += ["## Confidence: how well each head knows its own errors", "",
                   "Scores of the labelled keypoints' confidence as the probability that the keypoint is correct "
-                  f"({note}). *raw*: the head's own score clamped to [0, 1]; after calibration: the map stored in "
-                  "the checkpoint, scored out of fold. ECE: 15 equal-width bins; AUROC: correct vs wrong by "
+                  f"({note}). *Before*: the head's own score clamped to [0, 1]; *after*: the calibrated confidence, "
+                  "scored out of fold wherever the map saw the data. ECE: 15 equal-width bins; AUROC: correct vs wrong by "
                   "confidence; *correct if >0.5*: the share of keypoints above 0.5 that are correct.", "",
                   confidence, ""]
     plots = [
