@@ -368,24 +368,22 @@ class KeypointModule(pl.LightningModule):
         if len(rows) == 0 or metric is None:
             rows.clear()
             return
-        sanity = self._trainer is not None and self.trainer.sanity_checking
-        fit = (prefix == "val" and not sanity) or (prefix == "test" and self.calibrate_on_test)
-        local = EpochTable.of(rows)
-        table, positions = gather_table(local)
+        enabled = self.calibration_method != "none"
+        sanity = self._trainer is not None and self.trainer.sanity_checking  # a sanity check never fits
+        fit = enabled and ((prefix == "val" and not sanity) or (prefix == "test" and self.calibrate_on_test))
+        table, positions = gather_table(EpochTable.of(rows))
         outcome = calibrate_epoch(
-            table, fit=fit and self.calibration_method != "none",
-            method="auto" if self.calibration_method == "none" else self.calibration_method,
-            record=None if self.calibration_method == "none" else self.calibration,
+            table, fit=fit, method=self.calibration_method, record=self.calibration if enabled else None,
             threshold=self.correct_threshold, scale=self.scale_kind, flip_test=self.flip_test,
             split="validation" if prefix == "val" else "evaluated", num_keypoints=self.num_keypoints)
-        if fit and outcome.mode != "fitted" and self.calibration_method != "none":
+        if fit and outcome.mode != "fitted":
             rank_zero_warn(f"{prefix}: too few labelled samples ({len(table.index)}) to cross-fit a calibration "
                            f"({outcome.note})")
-        if (outcome.mode == "applied" and self.calibration is not None
-                and self.calibration.flip_test != self.flip_test):
-            rank_zero_warn(f"the calibration was fitted on {'flip-tested' if self.calibration.flip_test else 'single-pass'}"
-                           f" confidences and is applied to {'flip-tested' if self.flip_test else 'single-pass'} ones")
-        if outcome.mode == "fitted" and not sanity:
+        if outcome.mode == "applied" and self.calibration is not None and self.calibration.flip_test != self.flip_test:
+            kinds = {True: "flip-tested", False: "single-pass"}
+            rank_zero_warn(f"the calibration was fitted on {kinds[self.calibration.flip_test]} confidences and is "
+                           f"applied to {kinds[self.flip_test]} ones")
+        if outcome.mode == "fitted":
             self.set_calibration(outcome.record)
         self.calibration_outcomes[prefix] = outcome
         confidence = outcome.confidence[positions]  # (S_local, K) this process's rows
