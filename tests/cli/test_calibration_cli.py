@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from cli_helpers import TINY_SYNTHETIC, csv_logger, run_script
 
-from kpreg.metrics.calibration import CalibrationRecord, ConfidenceMap
+from kpreg.metrics.calibration import CalibrationRecord, ConfidenceMap, confidence_map_of
 from kpreg.training.checkpoint import read_checkpoint
 
 
@@ -38,6 +38,8 @@ def test_checkpoint_carries_the_map_of_its_validation(run_dir: Path) -> None:
     assert record.correct["definition"] == "error ≤ 0.5 × head size (PCKh@0.5)"  # the synthetic data's
     assert record.flip_test is True
     ConfidenceMap.from_state(record.map, 16)  # applicable to the model's 16 keypoints
+    assert confidence_map_of(checkpoint).num_keypoints == 16  # what the predictor / exporter call
+    assert confidence_map_of({"kpreg": {"calibration": None, "num_keypoints": 16}}) is None  # raw scores
 
 
 def test_evaluate_scores_out_of_fold_and_writes_the_confidence_files(run_dir: Path, tmp_path: Path) -> None:

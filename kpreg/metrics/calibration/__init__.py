@@ -33,7 +33,7 @@ log spread; ``correct`` is ``(N,)`` bool; ``keypoint_index`` ``(N,)`` int in ``[
 float64 on the CPU and is deterministic; applying a fitted map is plain torch on the input's device.
 """
 
-from kpreg.metrics.calibration.confidence_map import ConfidenceMap
+from kpreg.metrics.calibration.confidence_map import ConfidenceMap, confidence_map_of
 from kpreg.metrics.calibration.inputs import CalibrationError
 from kpreg.metrics.calibration.labels import (
     CalibrationSet,
@@ -78,7 +78,7 @@ __all__ = [
     "CALIBRATORS", "CalibrationError", "CalibrationRecord", "CalibrationSet", "Calibrator", "ConfidenceMap",
     "ConfidenceScores", "CrossFit", "data_fingerprint", "Identity", "Isotonic",
     "MethodChoice", "PerKeypoint", "Platt", "ReliabilityBins", "auroc", "brier_score", "calibrate_keypoints",
-    "calibration_features", "calibration_scores", "choose_method", "correct_keypoints", "cross_fit",
+    "calibration_features", "calibration_scores", "choose_method", "confidence_map_of", "correct_keypoints", "cross_fit",
     "default_candidates", "expected_calibration_error", "fold_assignment", "gather_calibration_set",
     "interpolate", "log_loss", "logistic_objective", "make_calibrator", "platt_targets",
     "reliability_bins",

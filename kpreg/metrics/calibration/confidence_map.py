@@ -27,6 +27,7 @@ from torch import nn
 from kpreg.metrics.calibration.inputs import CalibrationError
 from kpreg.metrics.calibration.labels import MIN_LOG_SPREAD_PX2
 from kpreg.metrics.calibration.maps import Calibrator, Identity, Isotonic, PerKeypoint, Platt
+from kpreg.metrics.calibration.record import CalibrationRecord
 
 KINDS = ("identity", "logistic", "ramps")
 
@@ -131,3 +132,15 @@ class ConfidenceMap(nn.Module):
     def extra_repr(self) -> str:
         return (f"kind={self.kind}, transform={self.transform}, uses_spread={self.uses_spread}, "
                 f"num_keypoints={self.num_keypoints}")
+
+
+def confidence_map_of(checkpoint: Mapping[str, Any]) -> ConfidenceMap | None:
+    """The calibration a kpreg checkpoint carries (``checkpoint["kpreg"]["calibration"]``), ready to apply to its
+    model's (B, K) confidences; None when it has none (its confidences are then the head's raw scores). The
+    predictor and the exporter call this: ``InferenceModel(..., confidence_map=confidence_map_of(checkpoint))``."""
+    kpreg = checkpoint.get("kpreg") or {}
+    saved = kpreg.get("calibration")
+    if saved is None:
+        return None
+    record = CalibrationRecord.from_dict(saved, "checkpoint calibration")
+    return ConfidenceMap.from_state(record.map, int(kpreg["num_keypoints"]))
