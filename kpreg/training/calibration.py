@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -142,8 +142,12 @@ def gather_table(local: EpochTable) -> tuple[EpochTable, torch.Tensor]:
     first = torch.ones(len(order), dtype=torch.bool)
     first[1:] = index[order][1:] != index[order][:-1]
     keep = order[first]  # (S,) rows of the concatenation, by index, first of duplicates
-    full = EpochTable(*(None if any(getattr(p, f) is None for p in parts) else torch.cat([getattr(p, f) for p in parts])[keep]
-                        for f in EpochTable.__dataclass_fields__))  # type: ignore[arg-type]
+
+    def joined(name: str) -> torch.Tensor | None:
+        values = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in values) else torch.cat(values)[keep]
+
+    full = EpochTable(**{f.name: joined(f.name) for f in fields(EpochTable)})  # type: ignore[arg-type]
     # Where each local row sits in the full table: look its sample index up.
     pos = torch.searchsorted(full.index, local.index)  # (S_local,)
     return full, pos
