@@ -55,3 +55,14 @@ def test_predict_speed_quick(tiny_checkpoint: Path, tmp_path: Path) -> None:
                                          for runtime in ("PyTorch", "ONNX Runtime")} | {"bare forward, PyTorch NCHW"}
     assert all(v > 0 for v in result["median_fps"].values()) and all(v > 0 for v in result["ratios"].values())
     assert result["peak_rss_mib"] == {}
+
+
+def test_fair_coco_score_quick(tmp_path: Path) -> None:
+    """Issue 15's SimCC case on the generated fixture: every raw instance score is 0 (all keypoint peaks 0.066 <
+    0.2), the calibrated ones follow the box score for good detections, and AP rises above the detector alone's."""
+    _, result = run_benchmark("fair_coco_score.py", tmp_path)
+    raw, calibrated = result["rows"]["raw"], result["rows"]["calibrated"]
+    assert raw["instance score / box score, good boxes"] == 0.0
+    assert calibrated["instance score / box score, good boxes"] > 0.9
+    assert calibrated["instance score / box score, false positives"] < 0.5
+    assert calibrated["AP"] > result["box_score_only"]["AP"] > raw["AP"]

@@ -11,15 +11,21 @@ import os
 import pickle
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from rich.console import Console
 
 from kpreg.backbone import BackboneError
 from kpreg.cli.lightning import make_cli
+from kpreg.compare.reliability import reliability_diagram
 from kpreg.data.datamodule import KeypointDataModule
+from kpreg.metrics.calibration import ConfidenceScores
 from kpreg.metrics.contract import per_keypoint_table
+from kpreg.training.calibration import CalibrationOutcome
 from kpreg.training.checkpoint import (
     CheckpointMismatchError,
     check_checkpoint_identity,
@@ -90,6 +96,7 @@ def load_checkpoint_weights(model: KeypointModule, ckpt_path: str, allow_mismatc
     state_dict = checkpoint.get("state_dict", checkpoint)
     check_state_dict_compatible(model, state_dict)
     model.load_state_dict(state_dict)
+    model.load_calibration(checkpoint)
     return checkpoint
 
 
@@ -116,10 +123,19 @@ def _flip_flag(args: list[str]) -> tuple[list[str], bool | None]:
     return out, flip
 
 
-def evaluate_main(argv: Sequence[str] | None = None) -> None:
-    """``python evaluate.py --config RUN/config.yaml --ckpt_path CKPT --json OUT.json [--flip true|false]``.
+def _calibrate_flag(args: list[str]) -> tuple[list[str], bool]:
+    """Take ``--calibrate`` out of the arguments."""
+    return [a for a in args if a != "--calibrate"], "--calibrate" in args
 
-    Every setting, the flip test included, comes from the run's config; ``--flip`` / ``--no-flip`` override it."""
+
+def evaluate_main(argv: Sequence[str] | None = None) -> None:
+    """``python evaluate.py --config RUN/config.yaml --ckpt_path CKPT --json OUT.json [--flip true|false]
+    [--calibrate]``.
+
+    Every setting, the flip test included, comes from the run's config; ``--flip`` / ``--no-flip`` override it.
+    ``--calibrate`` fits the confidence calibration on the evaluated split (cross-fitted: the reported scores are
+    out of fold) and writes ``calibration.json`` and ``calibrated.ckpt`` (the checkpoint with that map) beside
+    the outputs."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "score":
         from kpreg.cli.score import score_main
@@ -127,23 +143,28 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
         score_main(args[1:])
         return
     args, flip = _flip_flag(args)
+    args, calibrate = _calibrate_flag(args)
     try:
         cli = make_cli(args, evaluate=True, flip_override=flip)
         config = cli.config
         if config.ckpt_path is None:
             raise ValueError("--ckpt_path is required: the checkpoint to evaluate")
         check_flip_test(cli.model, cli.datamodule, forced=flip is True)
-        load_checkpoint_weights(cli.model, config.ckpt_path, config.allow_checkpoint_mismatch)
+        checkpoint = load_checkpoint_weights(cli.model, config.ckpt_path, config.allow_checkpoint_mismatch)
+        if calibrate and cli.model.calibration_method == "none":
+            raise ValueError("--calibrate with model.calibration_method none: choose a method (auto, platt, …)")
+        cli.model.calibrate_on_test = calibrate
         cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
         if not cli.trainer.is_global_zero:
             return  # under DDP the metrics and the gathered predictions are reported once, by rank 0
-        report(cli, config)
+        report(cli, config, checkpoint if calibrate else None)
     except USER_ERRORS as err:
         _fail(err)
 
 
-def report(cli: Any, config: Any) -> None:
-    """Print the metric tables and write the metrics JSON, the predictions and the files beside them."""
+def report(cli: Any, config: Any, calibrated_checkpoint: dict[str, Any] | None = None) -> None:
+    """Print the metric tables and write the metrics JSON, the predictions and the files beside them;
+    ``calibrated_checkpoint``: the evaluated checkpoint, to be written again with the calibration just fitted."""
     model: KeypointModule = cli.model
     metrics = model.test_results
     metric = model.test_metric
@@ -166,6 +187,9 @@ def report(cli: Any, config: Any) -> None:
     if curve is not None:  # a separate file: the metrics JSON stays a flat dict of numbers
         (out_dir / "pck_curve.json").write_text(json.dumps(curve))
         written.append(out_dir / "pck_curve.json")
+    outcome = model.calibration_outcomes.get("test")
+    if outcome is not None:
+        written += report_confidence(console, outcome, out_dir, calibrated_checkpoint)
     info = {**metric.describe(), "flip_test": bool(model.flip_test), "checkpoint": str(config.ckpt_path)}
     (out_dir / "metric_info.json").write_text(json.dumps(info, indent=2))
     written.append(out_dir / "metric_info.json")
@@ -179,3 +203,36 @@ def report(cli: Any, config: Any) -> None:
             written.append(side)
     for path in written:
         console.print(f"wrote {path}")
+
+
+def report_confidence(console: Console, outcome: CalibrationOutcome, out_dir: Path,
+                      checkpoint: dict[str, Any] | None) -> list[Path]:
+    """Print what the confidences mean and how well they do; write ``confidence.json`` (the scores, their columns,
+    the note, the map's record), ``confidence_points.npz`` (raw and calibrated confidence and correctness of every
+    labelled keypoint), ``reliability.png`` (before / after) and, for a fit (``checkpoint`` given),
+    ``calibration.json`` and ``calibrated.ckpt``."""
+    console.print(f"confidence: {outcome.note}")
+    console.print(ConfidenceScores.table(outcome.scores, title="confidence (labelled keypoints)"))
+    record = outcome.record
+    info = {"mode": outcome.mode, "note": outcome.note, "scores": outcome.scores,
+            "columns": [asdict(c) for c in ConfidenceScores.columns],
+            "calibration": None if record is None else record.to_dict()}
+    written = [out_dir / "confidence.json", out_dir / "confidence_points.npz"]
+    written[0].write_text(json.dumps(info, indent=2))
+    points = outcome.points()
+    np.savez_compressed(written[1], **{k: v for k, v in points.items() if v is not None})
+    panels = {"raw score (clamped to [0, 1])": (outcome.raw.clamp(0.0, 1.0), outcome.correct)}
+    if outcome.calibrated is not None:
+        label = "calibrated, out of fold" if outcome.mode in ("fitted", "cross-fitted") else "calibrated"
+        panels[label] = (outcome.calibrated, outcome.correct)
+    if len(outcome.correct):
+        written.append(reliability_diagram(panels, out_dir / "reliability.png", columns=2,
+                                           title=f"correct: {outcome.definition}"))
+    if checkpoint is not None and record is not None and outcome.mode == "fitted":
+        (out_dir / "calibration.json").write_text(json.dumps(record.to_dict(), indent=2))
+        checkpoint = dict(checkpoint)
+        checkpoint["kpreg"] = {**(checkpoint.get("kpreg") or {}), "calibration": record.to_dict()}
+        torch.save(checkpoint, out_dir / "calibrated.ckpt")
+        written += [out_dir / "calibration.json", out_dir / "calibrated.ckpt"]
+    return written
+

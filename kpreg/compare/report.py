@@ -54,8 +54,13 @@ class Config:
         out = [r["metrics"].get(key) if key in r["metrics"] else r.get(key) for r in self.runs]
         return np.array([np.nan if v is None else float(v) for v in out], dtype=np.float64)
 
-    def mean_std(self, key: str) -> tuple[float, float]:
-        v = self.values(key)
+    def confidence_values(self, key: str) -> np.ndarray:
+        """``key`` of every seed's confidence scores (``result["confidence"]["scores"]``)."""
+        out = [((r.get("confidence") or {}).get("scores") or {}).get(key) for r in self.runs]
+        return np.array([np.nan if v is None else float(v) for v in out], dtype=np.float64)
+
+    def mean_std(self, key: str, confidence: bool = False) -> tuple[float, float]:
+        v = self.confidence_values(key) if confidence else self.values(key)
         v = v[np.isfinite(v)]
         if v.size == 0:
             return math.nan, math.nan
@@ -200,6 +205,56 @@ def group_table(configs: Sequence[Config], contract: Contract | None = None) -> 
         cells = [fmt(c.mean_std(k)[0], 0.0, digits=1) for k, _ in keys]
         lines.append(f"| {c.label} | {c.stride if c.stride is not None else '–'} | " + " | ".join(cells) + " |")
     return title, "\n".join(lines)
+
+
+def confidence_columns(configs: Sequence[Config]) -> list[Column]:
+    """The confidence scores' headline columns, as evaluate.py declared them (``confidence.json``)."""
+    for c in configs:
+        for r in c.runs:
+            columns = (r.get("confidence") or {}).get("columns")
+            if columns:
+                return [Column(**{k: v for k, v in col.items() if k in Column.__dataclass_fields__})
+                        for col in columns if col.get("headline")]
+    return []
+
+
+def confidence_table(configs: Sequence[Config]) -> str:
+    """Per configuration: the calibration method chosen (of the first seed) and the confidence scores before
+    (raw) and after calibration, mean ± std over seeds; empty when no run reported them."""
+    columns = confidence_columns(configs)
+    if not columns:
+        return ""
+    header = ["Head", "Stride", "Calibration", *(c.header for c in columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", "---:", ":---"] + ["---:"] * len(columns)) + "|"]
+    for c in configs:
+        n = len(c.runs)
+        method = (c.runs[0].get("confidence") or {}).get("method") or "none (raw)"
+        row = [c.label, str(c.stride) if c.stride is not None else "–", str(method)]
+        row += [fmt(*c.mean_std(col.key, confidence=True), digits=col.digits, n=n) for col in columns]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def plot_reliability(configs: Sequence[Config], out: Path, path: Path, calibrated: bool) -> Path | None:
+    """One reliability panel per configuration (its first seed), from ``<run>/confidence_points.npz``: the
+    calibrated (out-of-fold) confidence, or the raw score clamped to [0, 1]."""
+    from kpreg.compare.reliability import reliability_diagram
+
+    panels = {}
+    for c in configs:
+        points = out / c.runs[0]["name"] / "confidence_points.npz"
+        if not points.is_file():
+            continue
+        with np.load(points) as data:
+            key = "calibrated" if calibrated and "calibrated" in data else "raw"
+            if calibrated and key != "calibrated":
+                continue
+            stride = f"stride {c.stride}" if c.stride is not None else "no stride"
+            panels[f"{c.label}, {stride}"] = (np.clip(data[key], 0.0, 1.0), data["correct"])
+    if not panels:
+        return None
+    title = "after calibration (out of fold)" if calibrated else "raw head scores, clamped to [0, 1]"
+    return reliability_diagram(panels, path, title=f"Reliability: {title}", columns=4, dpi=80)
 
 
 # ---- plots ---------------------------------------------------------------------------------------------
@@ -406,6 +461,16 @@ def write_report(out: Path | str) -> Path:
     title, groups = group_table(configs, contract)
     if groups:
         lines += [f"## {title}", "", groups, ""]
+    confidence = confidence_table(configs)
+    if confidence:
+        note = next((r["confidence"].get("note") for c in configs for r in c.runs
+                     if (r.get("confidence") or {}).get("note")), "")
+        lines += ["## Confidence: how well each head knows its own errors", "",
+                  "Scores of the labelled keypoints' confidence as the probability that the keypoint is correct "
+                  f"({note}). *Before*: the head's own score clamped to [0, 1]; *after*: the calibrated confidence, "
+                  "scored out of fold wherever the map saw the data. ECE: 15 equal-width bins; AUROC: correct vs wrong by "
+                  "confidence; *correct if >0.5*: the share of keypoints above 0.5 that are correct.", "",
+                  confidence, ""]
     plots = [
         ("Accuracy vs output stride",
          plot_accuracy_vs_stride(configs, colors, out / "accuracy_vs_stride.png", contract)),
@@ -418,6 +483,10 @@ def write_report(out: Path | str) -> Path:
         lines += [f"(prediction grid skipped: {err})", ""]
         grid = None
     plots.append(("Predictions on the same validation images", grid))
+    plots.append(("Reliability after calibration",
+                  plot_reliability(configs, out, out / "reliability_calibrated.png", calibrated=True)))
+    plots.append(("Reliability of the raw scores",
+                  plot_reliability(configs, out, out / "reliability_raw.png", calibrated=False)))
     for title, path in plots:
         if path is not None:
             lines += [f"## {title}", "", f"![{title}]({path.name})", ""]

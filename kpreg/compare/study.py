@@ -11,7 +11,8 @@ exactly what a user would run by hand::
         --json <out>/<run>/metrics.json
 
 The runner then writes ``<out>/<run>/result.json`` (metrics, the metric contract — primary key, its direction,
-the summary columns — parameters, FLOPs, latency, peak memory, wall times); a run with a ``result.json`` is done
+the summary columns — the confidence scores before / after calibration with their columns and the chosen method,
+parameters, FLOPs, latency, peak memory, wall times); a run with a ``result.json`` is done
 and skipped when the command is repeated. A run that was
 interrupted resumes: training from its ``last.ckpt``, or straight to evaluation if training had finished.
 Heads without an output stride (FC) run once per seed, not once per stride.
@@ -329,11 +330,16 @@ class Study:
         profile = read_json(run_dir / "model_profile.json")
         stats = read_json(run_dir / "train_stats.json")
         info = read_json(run_dir / "metric_info.json")  # the metric contract: primary key, direction, columns
+        confidence = read_json(run_dir / "confidence.json")  # what the confidence means and how well it does
+        calibration = confidence.get("calibration") or {}
         result = {
             **asdict(spec),
             "study": self.name,
             "metrics": json.loads(metrics_path.read_text()),
             "metric_info": info,
+            "confidence": {"scores": confidence.get("scores", {}), "columns": confidence.get("columns", []),
+                           "mode": confidence.get("mode"), "note": confidence.get("note"),
+                           "method": calibration.get("method"), "table": calibration.get("table", {})},
             "params": profile.get("params"),
             "flops": profile.get("flops"),
             "latency_ms": profile.get("latency_ms"),

@@ -10,7 +10,8 @@ Nothing outside the head knows which head runs: the module only calls ``forward`
 
 What differs between heads beyond that is declared here, by the head class, never tested by name elsewhere:
 ``name`` (its config part ``configs/heads/<name>.yaml`` and its name in ``study.py --heads``), ``variants`` (the
-settings worth round-tripping and benchmarking), ``has_output_stride``, and ``round_trip_tolerance()``.
+settings worth round-tripping and benchmarking), ``has_output_stride``, ``has_confidence`` and
+``round_trip_tolerance()``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class Head(nn.Module, ABC):
     has_output_stride: ClassVar[bool] = False
     # Whether the head learns from the training keypoints before training (``fit``).
     needs_fit: ClassVar[bool] = False
+    # Whether ``decode``'s confidence depends on the output (a peak, a spread, a probability). False for a head that
+    # returns a constant (direct regression): calibration then maps it to the share of correct keypoints, the same
+    # for every prediction, and it cannot rank errors or lower an instance score.
+    has_confidence: ClassVar[bool] = True
     # The arguments the head was constructed with (all of them, defaults included), recorded by
     # ``__init_subclass__`` below: a checkpoint stores them, so that the head can be rebuilt from it alone.
     init_args: dict[str, Any]

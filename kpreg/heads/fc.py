@@ -113,6 +113,8 @@ class FCHead(Head):
     def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
         return self.standardise(keypoints)  # (B, K, 2): the loss's own target
 
+    has_confidence = False  # decode's confidence is a constant 1
+
     def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         coords = self.destandardise(raw)  # (B, K, 2) input pixels
         # Direct regression has no notion of confidence: every joint scores 1.

@@ -4,7 +4,10 @@
 ``kpreg.data.sample.image_to_tensor`` — to ``coords`` (B, K, 2) x,y input pixels and ``confidence`` (B, K):
 the head's own ``decode`` is inside the graph, so a runtime needs nothing of kpreg but the crop geometry
 (``kpreg.inference.crops``). With ``flip_pairs`` the flip test is inside the graph too: the batch and its
-mirror image go through the network as one batch of 2B, and ``Head.flip_merge`` merges them.
+mirror image go through the network as one batch of 2B, and ``Head.flip_merge`` merges them. With a
+``confidence_map`` (``kpreg.metrics.calibration.ConfidenceMap``, the calibration a checkpoint carries) the graph
+ends with it: ``confidence`` is then P(correct) (the map's ``uses_spread``: the head's spread of the unflipped pass
+is computed in the graph too); without one it is the head's raw score, and the metadata says which.
 
 Exporters, and why:
 
@@ -44,6 +47,7 @@ from torch import nn
 
 from kpreg.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from kpreg.heads.base import Head
+from kpreg.metrics.calibration import ConfidenceMap
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("coords", "confidence")
@@ -62,13 +66,21 @@ class InferenceModel(nn.Module):
         backbone: (B, 3, H, W) normalised images → (B, C, h, w) features (``kpreg.backbone.Backbone``).
         head: a built head (``head.build(spec)`` done), whose ``spec.input_size`` is (H, W).
         flip_pairs: left/right keypoint index pairs; given (even empty), the flip test runs in the graph.
+        confidence_map: the calibration (raw confidence → P(correct)); None: the raw score.
+        confidence_meaning: what the confidence is, in words, for the metadata (default: from the map).
     """
 
-    def __init__(self, backbone: nn.Module, head: Head, flip_pairs: Sequence[Sequence[int]] | None = None) -> None:
+    def __init__(self, backbone: nn.Module, head: Head, flip_pairs: Sequence[Sequence[int]] | None = None,
+                 confidence_map: ConfidenceMap | None = None, confidence_meaning: str | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.flip_pairs = None if flip_pairs is None else [(int(a), int(b)) for a, b in flip_pairs]
+        self.confidence_map = confidence_map
+        if confidence_meaning is None:
+            confidence_meaning = ("P(correct): calibrated (" + confidence_map.extra_repr() + ")"
+                                  if confidence_map is not None else "the head's raw score (not calibrated)")
+        self.confidence_meaning = confidence_meaning
         self.eval()
 
     @property
@@ -78,11 +90,19 @@ class InferenceModel(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) normalised crops → coords (B, K, 2) x,y input pixels, confidence (B, K)."""
         if self.flip_pairs is None:
-            return self.head.decode(self.head(self.backbone(images)))
-        b = images.shape[0]
-        both = torch.cat((images, images.flip(-1)), dim=0)  # (2B, 3, H, W): the crops, then their mirrors
-        raw = self.head(self.backbone(both))  # one pass: eval-mode BatchNorm keeps samples independent
-        return self.head.flip_merge(raw[:b], raw[b:], self.flip_pairs)
+            raw = self.head(self.backbone(images))
+            coords, confidence = self.head.decode(raw)
+        else:
+            b = images.shape[0]
+            both = torch.cat((images, images.flip(-1)), dim=0)  # (2B, 3, H, W): the crops, then their mirrors
+            raw_both = self.head(self.backbone(both))  # one pass: eval-mode BatchNorm keeps samples independent
+            raw = raw_both[:b]
+            coords, confidence = self.head.flip_merge(raw, raw_both[b:], self.flip_pairs)
+        if self.confidence_map is None:
+            return coords, confidence
+        # As in evaluation: the spread is the unflipped pass's (flip_merge averages coordinates, not distributions).
+        spread = self.head.spread(raw) if self.confidence_map.uses_spread else None
+        return coords, self.confidence_map(confidence, spread)
 
 
 def default_metadata(model: InferenceModel) -> dict[str, str]:
@@ -95,6 +115,7 @@ def default_metadata(model: InferenceModel) -> dict[str, str]:
         "kpreg.outputs": "coords: (batch, K, 2) x,y input pixels (0-based pixel centres); confidence: (batch, K)",
         "kpreg.head": type(model.head).__name__,
         "kpreg.flip_test": json.dumps(model.flip_pairs),
+        "kpreg.confidence": model.confidence_meaning,
     }
 
 

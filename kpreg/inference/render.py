@@ -1,7 +1,8 @@
 """Predictions drawn on a frame with OpenCV: boxes, skeleton limbs and keypoints.
 
-A keypoint whose confidence is below ``threshold`` (or that is not finite) is hidden, and so is every limb
-that touches it: a low-confidence joint drawn as if it were found misleads more than a gap does.
+A keypoint whose confidence is below ``min_confidence`` (DeepLabCut's ``pcutoff``; ``kpreg.inference.filtering``)
+or that is not finite is hidden, and so is every limb that touches it: a low-confidence joint drawn as if it were
+found misleads more than a gap does.
 Coordinates are original-image pixels, 0-based pixel centres, which is OpenCV's integer grid; points are
 drawn with 4 fractional bits (``shift=4``), so sub-pixel predictions are not rounded to whole pixels.
 Unlike ``kpreg.drawing`` (matplotlib, for reports), this is fast enough for every frame of a video.
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from kpreg.inference.boxes import Box
+from kpreg.inference.filtering import DEFAULT_MIN_CONFIDENCE, confident
 
 _SHIFT = 4  # fractional bits of OpenCV's drawing coordinates
 _ONE = 1 << _SHIFT
@@ -28,17 +30,12 @@ RIM_COLOR = (20, 20, 20)
 BOX_COLOR = (255, 220, 0)
 
 
-def visible_mask(confidence: np.ndarray, keypoints: np.ndarray, threshold: float) -> np.ndarray:
-    """(N, K) bool: finite keypoints whose confidence is at least ``threshold``."""
-    return np.isfinite(keypoints).all(-1) & np.isfinite(confidence) & (confidence >= threshold)
-
-
 def draw_predictions(
     image: np.ndarray,
     keypoints: np.ndarray,
     confidence: np.ndarray,
     skeleton: Sequence[Sequence[int]],
-    threshold: float = 0.3,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     boxes: Sequence[Box] | None = None,
     radius: int | None = None,
     thickness: int | None = None,
@@ -63,7 +60,7 @@ def draw_predictions(
     radius = radius if radius is not None else max(2, round(side / 160))
     thickness = thickness if thickness is not None else max(1, round(side / 320))
     canvas = np.ascontiguousarray(image).copy()  # the frame may be shared (a source's buffer): never draw on it
-    shown = visible_mask(confidence, keypoints, threshold)  # (N, K)
+    shown = confident(confidence, min_confidence, keypoints)  # (N, K)
     fixed = np.where(np.isfinite(keypoints), keypoints * _ONE, 0).round().astype(np.int64)  # (N, K, 2) fixed point
     for n in range(len(keypoints)):
         if boxes is not None:

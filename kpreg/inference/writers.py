@@ -11,7 +11,9 @@ ffmpeg. The frame size is taken from the first frame; every later frame must hav
 
 with x, y in original-image pixels, 0-based pixel centres, unshifted (kpreg's convention and COCO's
 ground truth: ``kpreg.formats.coco.write_results_json`` writes the same), rounded to 1e-4 px, scores to
-1e-6. It is written **incrementally**: each instance is appended as it is predicted, so memory does not
+1e-6. With ``min_confidence`` (DeepLabCut's ``pcutoff``, ``kpreg.inference.filtering``) a keypoint below it is
+written as COCO's "absent" triplet ``0, 0, 0`` (what every COCO reader understands; OKS counts it as missed);
+the instance ``score`` is the one given (computed from all keypoints). It is written **incrementally**: each instance is appended as it is predicted, so memory does not
 grow with a long video, and a crash loses nothing already predicted. The entries go to ``<path>.partial``,
 a valid JSON list after every ``close``; only a normal end renames it to ``path``, so a file under the
 final name is always complete, and an interrupted run leaves ``<path>.partial`` with what it did.
@@ -27,6 +29,8 @@ from types import TracebackType
 
 import cv2
 import numpy as np
+
+from kpreg.inference.filtering import confident
 
 MP4_FOURCC = "mp4v"
 COORD_DECIMALS = 4
@@ -86,8 +90,9 @@ class VideoWriter:
 class PredictionsWriter:
     """Appends instances to ``predictions.json`` as they are predicted; see the module docstring."""
 
-    def __init__(self, path: str | os.PathLike[str], category_id: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], category_id: int = 1, min_confidence: float | None = None) -> None:
         self.path = Path(path)
+        self.min_confidence = min_confidence
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.category_id = int(category_id)
         self.count = 0
@@ -115,6 +120,8 @@ class PredictionsWriter:
         if not (np.isfinite(xy).all() and np.isfinite(conf).all() and math.isfinite(score)):
             raise WriterError(f"{where}: NaN or infinite prediction")
         triplets = np.concatenate([xy.round(COORD_DECIMALS), conf.round(SCORE_DECIMALS)[:, None]], axis=1)  # (K, 3)
+        if self.min_confidence is not None:
+            triplets[~confident(conf, self.min_confidence)] = 0.0  # COCO's "absent" keypoint
         entry = {
             "image_id": int(image_id),
             "category_id": self.category_id,

@@ -10,11 +10,14 @@ from kpreg.metrics.contract import higher_is_better as _higher_is_better
 
 
 def _classes() -> tuple[type[DatasetMetric], ...]:
+    from kpreg.metrics.calibration.summary import ConfidenceScores
     from kpreg.metrics.oks import OKSAP
     from kpreg.metrics.pckh import PCKh
     from kpreg.metrics.pixel import PixelMetrics
 
-    return (PCKh, OKSAP, PixelMetrics)
+    # ConfidenceScores is not a dataset metric (it scores confidences, not coordinates) but declares its keys'
+    # directions the same way.
+    return (PCKh, OKSAP, PixelMetrics, ConfidenceScores)  # type: ignore[return-value]
 
 
 def higher_is_better(key: str) -> bool | None:

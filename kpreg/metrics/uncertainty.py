@@ -4,7 +4,8 @@ Per labelled keypoint: the error normalised by the sample's own scale, ``‖pred
 pixels (``norm_length`` is PCKh's head size on MPII and the synthetic data, the larger side of the instance box
 on every other dataset: see ``kpreg.formats.layout``), the head's confidence and, where the head has one, its
 spread. A keypoint is *correct* when its normalised error is at most ``threshold`` (0.5 of a head size, 0.1 of a
-box size: the dataset's ``EvaluationSpec.correct_threshold``).
+box size: the dataset's ``EvaluationSpec.correct_threshold``), kpreg's one definition (``kpreg.metrics.correct``),
+the event calibrated confidences are the probability of.
 
 * ``conf_error_spearman``: Spearman rank correlation between −confidence and the error (ties get their
   average rank). +1: the least confident joints are exactly the worst ones; 0: no information (also
@@ -25,6 +26,8 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
+
+from kpreg.metrics.correct import normalised_error
 
 
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -71,9 +74,7 @@ class UncertaintyMetric(Metric):
     ) -> None:
         """coords (B, K, 2) original pixels; confidence (B, K); meta with ``keypoints_orig`` (B, K, 2),
         ``visible_orig`` (B, K) and ``norm_length`` (B,); spread (B, K) or None."""
-        gt = meta["keypoints_orig"].to(coords.device, torch.float64)  # (B, K, 2) original pixels
-        norm = meta["norm_length"].to(coords.device, torch.float64)  # (B,)
-        err = (coords.to(torch.float64) - gt).norm(dim=-1) / norm[:, None]  # (B, K)
+        err = normalised_error(coords, meta["keypoints_orig"], meta["norm_length"])  # (B, K) scales
         keep = meta["visible_orig"].to(coords.device).bool() & torch.isfinite(err)  # (B, K)
         self.errors.append(err[keep])
         self.confidence.append(confidence.to(torch.float64)[keep])

@@ -5,6 +5,10 @@ declare, reduces the head's per-keypoint losses in one place (``kpreg.losses.red
 per-keypoint weights, online hard keypoint mining), asks the head for its decoded coordinates, maps them back to
 original pixels and feeds the dataset's metrics (``kpreg.metrics.build_metrics`` of the datamodule's
 ``EvaluationSpec``). Which head or dataset runs is never tested here.
+
+Confidence: the head's raw score is mapped to P(correct) by a calibration fitted on each validation epoch's
+predictions (``kpreg.training.calibration``) and stored in the checkpoint (``checkpoint["kpreg"]["calibration"]``);
+evaluation metrics, written predictions and ``predict_keypoints`` use it. Without one, confidences are raw.
 """
 
 from __future__ import annotations
@@ -23,7 +27,18 @@ from kpreg.coords import apply_affine
 from kpreg.heads.base import Head, HeadSpec
 from kpreg.losses import reduce_keypoint_losses
 from kpreg.metrics import KeypointMetrics, build_metrics
+from kpreg.metrics.calibration import CalibrationRecord, ConfidenceMap
 from kpreg.metrics.uncertainty import UncertaintyMetric
+from kpreg.training.calibration import (
+    CalibrationOutcome,
+    EpochRows,
+    EpochTable,
+    calibrate_epoch,
+    check_calibration_method,
+    finite_scores,
+    gather_table,
+    to_device,
+)
 from kpreg.training.checkpoint import (
     CheckpointMismatchError,
     check_checkpoint_identity,
@@ -60,6 +75,9 @@ class KeypointModule(pl.LightningModule):
     compile_kwargs: extra ``torch.compile`` arguments, e.g. ``{mode: max-autotune}``.
     init_backbone_from: a kpreg checkpoint whose ``backbone.*`` tensors initialise the backbone (the head
         stays freshly initialised), e.g. to fine-tune a new head or keypoint set on a trained backbone.
+    calibration_method: how the raw confidence is mapped to P(correct) at each validation: ``auto`` (the method
+        with the lowest cross-fitted log-loss among ``kpreg.metrics.calibration.default_candidates``), a key of
+        ``kpreg.metrics.calibration.CALIBRATORS`` (e.g. ``platt``), or ``none`` (raw scores everywhere).
     """
 
     def __init__(
@@ -86,6 +104,7 @@ class KeypointModule(pl.LightningModule):
         compile: bool = False,
         compile_kwargs: dict[str, Any] | None = None,
         init_backbone_from: str | None = None,
+        calibration_method: str = "auto",
     ) -> None:
         super().__init__()
         if nonfinite_loss not in ("stop", "skip"):
@@ -124,6 +143,14 @@ class KeypointModule(pl.LightningModule):
         self.run_config: dict[str, Any] = {}  # the resolved config, set by the CLI; stored in checkpoints
         self.allow_checkpoint_mismatch = False  # set by the CLI's --allow_checkpoint_mismatch
         self._test_predictions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.calibration_method = check_calibration_method(calibration_method)
+        self.calibration: CalibrationRecord | None = None  # the map in use (checkpoint["kpreg"]["calibration"])
+        self.confidence_map: ConfidenceMap | None = None  # the same as a module (non-persistent buffers)
+        self.calibrate_on_test = False  # evaluate.py --calibrate: fit on the evaluated split
+        self.correct_threshold = 0.5  # the dataset's definition of correct (setup)
+        self.scale_kind = "head"
+        self._epoch_rows = {"val": EpochRows(), "test": EpochRows()}
+        self.calibration_outcomes: dict[str, CalibrationOutcome] = {}  # "val"/"test" → the last epoch's
         self.nonfinite_loss = nonfinite_loss
         self.channels_last = channels_last
         self.compile = compile
@@ -144,7 +171,7 @@ class KeypointModule(pl.LightningModule):
         return self.head(self.backbone(images))
 
     def predict_coords(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """→ (raw, coords (B, K, 2) x,y input pixels, confidence (B, K)), flip-averaged if enabled."""
+        """→ (raw, coords (B, K, 2) x,y input pixels, raw confidence (B, K)), flip-averaged if enabled."""
         raw = self(images)
         if self.flip_test:
             raw_flipped = self(images.flip(-1))
@@ -152,6 +179,30 @@ class KeypointModule(pl.LightningModule):
         else:
             coords, scores = self.head.decode(raw)
         return raw, coords, scores
+
+    def confidence(self, raw_confidence: torch.Tensor, spread: torch.Tensor | None) -> torch.Tensor:
+        """(B, K) raw confidence [and the head's (B, K) spread] → P(correct) with the fitted calibration; the raw
+        score where there is none."""
+        if self.confidence_map is None:
+            return raw_confidence
+        return self.confidence_map(raw_confidence, spread if self.confidence_map.uses_spread else None)
+
+    def predict_keypoints(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) → (coords (B, K, 2) x,y input pixels, confidence (B, K): calibrated where fitted)."""
+        raw, coords, scores = self.predict_coords(images)
+        spread = self.head.spread(raw) if self.confidence_map is not None and self.confidence_map.uses_spread else None
+        return coords, self.confidence(scores, spread)
+
+    # ---- calibration ---------------------------------------------------------------------------------
+    def set_calibration(self, record: CalibrationRecord | None) -> None:
+        """Use ``record``'s map from now on (None: raw confidences)."""
+        self.calibration = record
+        self.confidence_map = None if record is None else ConfidenceMap.from_state(record.map, self.num_keypoints)
+
+    def load_calibration(self, checkpoint: dict[str, Any]) -> None:
+        """The calibration a checkpoint carries (``checkpoint["kpreg"]["calibration"]``), or none."""
+        saved = (checkpoint.get("kpreg") or {}).get("calibration")
+        self.set_calibration(None if saved is None else CalibrationRecord.from_dict(saved, "checkpoint calibration"))
 
     # ---- lifecycle -----------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -172,7 +223,9 @@ class KeypointModule(pl.LightningModule):
         self.val_metric = build_metrics(spec)
         self.test_metric = build_metrics(spec)
         # A keypoint is "correct" within the dataset's threshold of its own scale (0.5 head / 0.1 box sizes).
-        self.val_uncertainty.threshold = self.test_uncertainty.threshold = float(spec.correct_threshold)
+        self.correct_threshold = float(spec.correct_threshold)
+        self.scale_kind = spec.scale
+        self.val_uncertainty.threshold = self.test_uncertainty.threshold = self.correct_threshold
 
     def on_fit_start(self) -> None:
         # A head that learns from the training keypoints (e.g. anchor poses) sees them once, before the first step;
@@ -194,10 +247,13 @@ class KeypointModule(pl.LightningModule):
         if not self.allow_checkpoint_mismatch:
             check_checkpoint_identity(checkpoint, self.describe(), "the checkpoint")
         check_state_dict_compatible(self, checkpoint["state_dict"])
+        self.load_calibration(checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # What a checkpoint needs to be used without its config (plain data: loadable with weights_only=True).
+        # What a checkpoint needs to be used without its config (plain data: loadable with weights_only=True),
+        # with the calibration of the last validation (fitted on these weights' predictions for best.ckpt).
         checkpoint["kpreg"] = self.describe()
+        checkpoint["kpreg"]["calibration"] = None if self.calibration is None else self.calibration.to_dict()
 
     def describe(self) -> dict[str, Any]:
         """The model's identity in plain data: head, keypoints, input size, backbone, the resolved config."""
@@ -270,9 +326,8 @@ class KeypointModule(pl.LightningModule):
             optimizer.zero_grad(set_to_none=True)
             self._skip_optimizer_step = False
 
-    def _evaluate_batch(
-        self, batch: dict[str, Any], metric: KeypointMetrics | None, prefix: str
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]] | None:
+    def _evaluate_batch(self, batch: dict[str, Any], metric: KeypointMetrics | None, prefix: str) -> None:
+        """Loss of the batch; its predictions are kept for the end of the epoch (``_finish_epoch``)."""
         raw, coords, scores = self.predict_coords(batch["image"])
         meta = batch["meta"]
         padding = meta.get("padding")
@@ -285,26 +340,62 @@ class KeypointModule(pl.LightningModule):
         else:
             keypoints, visibility, scale = batch["keypoints"], batch["visibility"], batch.get("scale")
         if len(raw) == 0:
-            return None
+            return
         if metric is None:
             raise RuntimeError("evaluation without a datamodule: the dataset's metrics are built in setup()")
         losses = self.compute_loss(raw, keypoints, visibility, scale)
         self.log(f"{prefix}/loss", losses["loss"], on_epoch=True, batch_size=len(raw), sync_dist=True)
         coords_orig = apply_affine(coords.double(), meta["affine_inv"])  # (B, K, 2) original px
-        metric.update(coords_orig, scores.double(), meta)
         # The spread is the unflipped prediction's (flip_merge averages coordinates, not distributions).
-        uncertainty = self.val_uncertainty if prefix == "val" else self.test_uncertainty
-        uncertainty.update(coords_orig, scores, meta, self.head.spread(raw))
-        return coords_orig, scores, meta
+        self._epoch_rows[prefix].add(coords_orig, scores, self.head.spread(raw), meta)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate_batch(batch, self.val_metric, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        result = self._evaluate_batch(batch, self.test_metric, "test")
-        if result is not None:
-            coords_orig, scores, meta = result
-            self._test_predictions.append((meta["index"].cpu(), coords_orig.cpu(), scores.float().cpu()))
+        self._evaluate_batch(batch, self.test_metric, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self._epoch_rows["val"].clear()
+
+    def _finish_epoch(self, prefix: str) -> None:
+        """Decide the epoch's confidence (``kpreg.training.calibration``), then feed the metrics with it."""
+        rows = self._epoch_rows[prefix]
+        metric = self.val_metric if prefix == "val" else self.test_metric
+        uncertainty = self.val_uncertainty if prefix == "val" else self.test_uncertainty
+        if prefix == "test":
+            self._test_predictions = []
+        if len(rows) == 0 or metric is None:
+            rows.clear()
+            return
+        enabled = self.calibration_method != "none"
+        sanity = self._trainer is not None and self.trainer.sanity_checking  # a sanity check never fits
+        fit = enabled and ((prefix == "val" and not sanity) or (prefix == "test" and self.calibrate_on_test))
+        table, positions = gather_table(EpochTable.of(rows))
+        outcome = calibrate_epoch(
+            table, fit=fit, method=self.calibration_method, record=self.calibration if enabled else None,
+            threshold=self.correct_threshold, scale=self.scale_kind, flip_test=self.flip_test,
+            split="validation" if prefix == "val" else "evaluated", num_keypoints=self.num_keypoints)
+        if fit and outcome.mode != "fitted":
+            rank_zero_warn(f"{prefix}: too few labelled samples ({len(table.index)}) to cross-fit a calibration "
+                           f"({outcome.note})")
+        if outcome.mode == "applied" and self.calibration is not None and self.calibration.flip_test != self.flip_test:
+            kinds = {True: "flip-tested", False: "single-pass"}
+            rank_zero_warn(f"the calibration was fitted on {kinds[self.calibration.flip_test]} confidences and is "
+                           f"applied to {kinds[self.flip_test]} ones")
+        if outcome.mode == "fitted":
+            self.set_calibration(outcome.record)
+        self.calibration_outcomes[prefix] = outcome
+        confidence = outcome.confidence[positions]  # (S_local, K) this process's rows
+        for coords, conf, spread, meta in rows.batches(confidence):
+            # Back on the module's device, where the metrics' states live (DDP syncs them there).
+            coords, conf, spread, meta = to_device((coords, conf, spread, meta), self.device)
+            metric.update(coords, conf, meta)
+            uncertainty.update(coords, conf, meta, spread)
+            if prefix == "test":
+                self._test_predictions.append((meta["index"].cpu(), coords.cpu(), conf.float().cpu()))
+        rows.clear()
+        self.log_dict({f"{prefix}/{k}": v for k, v in finite_scores(outcome.scores).items()}, sync_dist=False)
 
     def _log_metric(self, metric: KeypointMetrics | None, prefix: str) -> dict[str, float]:
         if metric is None:
@@ -329,13 +420,16 @@ class KeypointModule(pl.LightningModule):
         return values
 
     def on_validation_epoch_end(self) -> None:
+        self._finish_epoch("val")
         self._log_metric(self.val_metric, "val")
         self._log_uncertainty(self.val_uncertainty, "val")
 
     def on_test_epoch_start(self) -> None:
         self._test_predictions = []
+        self._epoch_rows["test"].clear()
 
     def on_test_epoch_end(self) -> None:
+        self._finish_epoch("test")
         self.test_results = self._log_metric(self.test_metric, "test")
         # Kept apart from test_results, whose keys are the dataset metric's (the --json file's contract).
         self.test_uncertainty_results = self._log_uncertainty(self.test_uncertainty, "test")

@@ -71,7 +71,15 @@ def test_report_table_and_plots(study: dict) -> None:
     assert "## PCKh@0.5 (%) per group" in report and "| Model | Stride | Head | Shoulder" in report
     for row in ("| heatmap | 4 |", "| heatmap | 8 |", "| dsnt | 4 |", "| dsnt | 8 |", "| fc | – |"):
         assert row in report
-    pngs = ["accuracy_vs_stride.png", "pck_vs_threshold.png", "accuracy_vs_cost.png", "predictions_grid.png"]
+    # the confidence table: columns from ConfidenceScores' contract (evaluate.py's confidence.json), per configuration
+    assert "## Confidence: how well each head knows its own errors" in report
+    assert "| Head | Stride | Calibration | correct (%) |" not in report  # only the headline columns
+    assert "| Head | Stride | Calibration | ECE before calibration | ECE after calibration |" in report
+    result = json.loads((out / "dsnt-s4-seed0" / "result.json").read_text())
+    assert result["confidence"]["mode"] == "cross-fitted" and result["confidence"]["method"]
+    assert f"| dsnt | 4 | {result['confidence']['method']} |" in report
+    pngs = ["accuracy_vs_stride.png", "pck_vs_threshold.png", "accuracy_vs_cost.png", "predictions_grid.png",
+            "reliability_calibrated.png", "reliability_raw.png"]
     for name in pngs:
         assert f"]({name})" in report
         path = out / name

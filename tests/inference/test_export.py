@@ -133,3 +133,52 @@ def test_bad_export_requests(backbone: Backbone, tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a))
     with pytest.raises(ExportError, match="pip install onnxruntime"):
         parity(model, images(1), onnx_path=tmp_path / "m.onnx")
+
+
+def calibrated_model(recipe: str, backbone: Backbone) -> InferenceModel:
+    """A SimCC model (it has a spread) whose confidence goes through a map fitted to made-up labels."""
+    from kpreg.metrics.calibration import ConfidenceMap, make_calibrator
+
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    score = 0.1 * torch.rand(n, generator=g, dtype=torch.float64)  # (N,) SimCC-like raw scores
+    log_spread = 3.0 * torch.rand(n, generator=g, dtype=torch.float64)  # (N,)
+    idx = torch.arange(n) % K
+    correct = torch.rand(n, generator=g, dtype=torch.float64) < torch.sigmoid(40 * score - 0.5 * log_spread)
+    calibrator = make_calibrator(recipe).fit(torch.stack((score, log_spread), 1), correct, idx)
+    head = make_head("SimCCHead", backbone)
+    return InferenceModel(backbone, head, FLIP_PAIRS, confidence_map=ConfidenceMap(calibrator, K))
+
+
+@pytest.mark.parametrize("recipe", ["platt_spread", "per_keypoint_isotonic"])
+def test_calibrated_confidence_in_the_graph(recipe: str, backbone: Backbone, tmp_path: Path) -> None:
+    """The map is the last step of the graph: equal to applying it to the plain model's output, and exported."""
+    model = calibrated_model(recipe, backbone)
+    x = images(2)
+    with torch.no_grad():
+        coords, confidence = model(x)
+        raw = model.head(model.backbone(x))
+        plain_coords, plain_conf = model.head.flip_merge(raw, model.head(model.backbone(x.flip(-1))), FLIP_PAIRS)
+        want = model.confidence_map(plain_conf, model.head.spread(raw))
+    torch.testing.assert_close(coords, plain_coords, atol=1e-4, rtol=0)
+    torch.testing.assert_close(confidence, want, atol=1e-6, rtol=0)
+    assert not torch.allclose(confidence, plain_conf)  # it is applied
+    path = export_torchscript(model, tmp_path / "m.pt", SIZE)
+    assert_parity(model, "torchscript", torchscript_path=path)
+    extra = {export.METADATA_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.load(str(path), _extra_files=extra)
+    assert json.loads(extra[export.METADATA_FILE])["kpreg.confidence"].startswith("P(correct)")
+
+
+@needs_onnx
+@pytest.mark.parametrize("recipe", ["platt_spread", "per_keypoint_isotonic"])
+def test_calibrated_confidence_exports_to_onnx(recipe: str, backbone: Backbone, tmp_path: Path) -> None:
+    import onnx
+
+    model = calibrated_model(recipe, backbone)
+    path = export_onnx(model, tmp_path / "m.onnx", SIZE)
+    assert_parity(model, "onnxruntime", onnx_path=path)
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["kpreg.confidence"].startswith("P(correct)")

@@ -43,7 +43,7 @@ def test_video_with_detections_to_drawn_video_and_predictions(tmp_path: Path) ->
                 scores = instance_score(confidence, np.array([b.score for b in boxes]))
                 for n in range(len(boxes)):
                     predictions.add(frame.index, keypoints[n], confidence[n], scores[n], "clip.avi", frame.index)
-            video.write(draw_predictions(frame.image, keypoints, confidence, [(0, 1), (1, 2)], threshold=0.0,
+            video.write(draw_predictions(frame.image, keypoints, confidence, [(0, 1), (1, 2)], min_confidence=0.0,
                                          boxes=boxes))
     assert select.finish() is not None and source.report.fault is None
     entries = json.loads((tmp_path / "predictions.json").read_text())

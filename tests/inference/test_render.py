@@ -20,7 +20,7 @@ def test_drawn_frame_is_a_valid_image_and_hides_unconfident_keypoints() -> None:
     image = frame()
     keypoints = np.array([[[10.0, 10.0], [40.0, 10.0], [40.0, 45.0]]])  # (1, 3, 2) original pixels
     confidence = np.array([[0.9, 0.8, 0.1]])  # joint 2 below the threshold
-    out = draw_predictions(image, keypoints, confidence, SKELETON, threshold=0.3)
+    out = draw_predictions(image, keypoints, confidence, SKELETON, min_confidence=0.3)
     assert out.dtype == np.uint8 and out.shape == image.shape and not image.any()  # input untouched
     ok, png = cv2.imencode(".png", out)
     assert ok and cv2.imdecode(png, cv2.IMREAD_COLOR).shape == (60, 80, 3)

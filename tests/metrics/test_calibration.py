@@ -33,7 +33,6 @@ from kpreg.metrics.calibration import (
     fold_assignment,
     gather_calibration_set,
     interpolate,
-    keypoint_similarity,
     log_loss,
     logistic_objective,
     make_calibrator,
@@ -441,15 +440,18 @@ def test_choose_method_finds_keypoints_that_differ() -> None:
 # ------------------------------------------------------------------------------------------------------------
 # Labels, features, inputs
 # ------------------------------------------------------------------------------------------------------------
-def test_keypoint_similarity_and_correct_by_hand() -> None:
-    # d = 2 px, s = 10 px, σ = 0.1: ks = exp(−4 / (2 · 100 · 0.2²)) = exp(−0.5)
-    ks = keypoint_similarity(torch.tensor([[2.0]]), torch.tensor([10.0]), [0.1])
-    assert float(ks) == pytest.approx(math.exp(-0.5))
-    # ks ≥ 0.5 ⇔ d ≤ 2σ s sqrt(2 ln 2) = 0.2 · 10 · 1.17741 = 2.35482 px
-    bound = 0.2 * 10 * math.sqrt(2 * math.log(2))
-    gt = torch.zeros(1, 2, 2)
-    pred = torch.tensor([[[bound - 1e-4, 0.0], [0.0, bound + 1e-4]]])
-    assert correct_keypoints(pred, gt, torch.tensor([10.0]), [0.1, 0.1]).tolist() == [[True, False]]
+def test_correct_is_the_datasets_threshold_of_the_samples_scale_by_hand() -> None:
+    # norm_length 10 px, threshold 0.5: correct ⇔ error ≤ 5 px (PCKh@0.5 of a 10 px head); a 3-4-5 triangle is
+    # exactly on the bound and counts, as in PCKh's "≤".
+    gt = torch.zeros(2, 3, 2)
+    pred = torch.tensor([[[3.0, 4.0], [0.0, 5.0001], [-4.9, 0.0]],
+                         [[3.0, 4.0], [0.0, 5.0001], [-4.9, 0.0]]])
+    norm = torch.tensor([10.0, 5.0])  # sample 1: a 5 px scale → 2.5 px bound
+    assert correct_keypoints(pred, gt, norm, 0.5).tolist() == [[True, False, True], [False, False, False]]
+    # 0.1 of a 60 px box: 6 px
+    assert correct_keypoints(pred[:1], gt[:1], torch.tensor([60.0]), 0.1).tolist() == [[True, True, True]]
+    with pytest.raises(ValueError, match="threshold must be positive"):
+        correct_keypoints(pred, gt, norm, 0.0)
 
 
 def test_gather_calibration_set_keeps_visible_keypoints() -> None:

@@ -1,4 +1,7 @@
-"""What "correct" means for a keypoint, and the features a calibrator sees."""
+"""The features a calibrator sees, and the calibration set of a validation run.
+
+What "correct" means is defined once, in ``kpreg.metrics.correct`` (re-exported here as
+:func:`correct_keypoints`): error ≤ the dataset's ``correct_threshold`` × the sample's ``norm_length``."""
 
 from __future__ import annotations
 
@@ -7,38 +10,11 @@ from dataclasses import dataclass
 import torch
 
 from kpreg.metrics.calibration.inputs import ArrayLike, CalibrationError
+from kpreg.metrics.correct import correct_keypoints
+
+__all__ = ["CalibrationSet", "calibration_features", "correct_keypoints", "gather_calibration_set"]
 
 MIN_LOG_SPREAD_PX2 = 1e-6  # spreads are floored before the log (a degenerate one-cell distribution has 0)
-
-
-def keypoint_similarity(error: torch.Tensor, scale: torch.Tensor, sigmas: ArrayLike) -> torch.Tensor:
-    """COCO's per-keypoint similarity ``ks = exp(−d² / (2 s² (2σ)²))`` (as ``COCOeval.computeOks``).
-
-    error (B, K) pixel distances; scale (B,) ``s = sqrt(area)`` in the same pixels; sigmas (K,) in COCOeval
-    units (COCO's nose 0.026). Returns (B, K) in (0, 1].
-    """
-    sig = torch.as_tensor(sigmas, dtype=torch.float64, device=error.device)  # (K,)
-    if error.ndim != 2 or scale.shape != error.shape[:1] or sig.shape != error.shape[1:]:
-        raise CalibrationError(f"keypoint_similarity: error {tuple(error.shape)}, scale {tuple(scale.shape)} "
-                               f"and sigmas {tuple(sig.shape)} must be (B, K), (B,) and (K,)")
-    var = (2.0 * sig) ** 2  # (K,) COCOeval's ``vars``
-    s2 = scale.to(torch.float64).pow(2)[:, None]  # (B, 1) object area
-    return torch.exp(-error.to(torch.float64).pow(2) / (2.0 * s2 * var))  # (B, K)
-
-
-def correct_keypoints(
-    pred: torch.Tensor, gt: torch.Tensor, scale: torch.Tensor, sigmas: ArrayLike, threshold: float = 0.5
-) -> torch.Tensor:
-    """(B, K) bool: the keypoint's OKS similarity is ≥ ``threshold``, i.e. its error is at most
-    ``2σ_k · s · sqrt(−2 ln threshold)`` (≈ 2.35 σ_k s at 0.5: 6 % of s for COCO's nose, 25 % for a hip).
-
-    pred, gt (B, K, 2) x,y pixels (any one space); scale (B,) ``sqrt(area)`` in the same pixels; sigmas (K,).
-    Invisible keypoints get a value too; callers keep only the visible ones (:func:`gather_calibration_set`).
-    """
-    if not 0.0 < threshold < 1.0:
-        raise CalibrationError(f"correct_keypoints: threshold must be in (0, 1), got {threshold}")
-    error = (pred.to(torch.float64) - gt.to(torch.float64)).norm(dim=-1)  # (B, K) pixels
-    return keypoint_similarity(error, scale, sigmas) >= threshold
 
 
 def calibration_features(confidence: ArrayLike, spread: ArrayLike | None = None) -> torch.Tensor:

@@ -103,6 +103,8 @@ class MethodChoice:
     calibrator: Calibrator  # the chosen method fitted on everything
     table: dict[str, dict[str, float]]  # method → its cross-fitted calibration_scores
     criterion: str  # the score that decided (lower is better)
+    probability: torch.Tensor  # (N,) the chosen method's out-of-fold probabilities (what to report)
+    fold: torch.Tensor  # (N,) int64 fold of each sample
 
     def markdown(self) -> str:
         """The table as Markdown, best first, the choice in bold."""
@@ -144,9 +146,9 @@ def choose_method(
     if not recipes:
         raise CalibrationError("choose_method: no candidates")
     fold = fold_assignment(len(x), folds, seed, groups)  # the same folds for every candidate: a paired comparison
-    table = {name: calibration_scores(_out_of_fold(recipe, x, y, idx, fold, folds), y, n_bins)
-             for name, recipe in recipes.items()}
+    oof = {name: _out_of_fold(recipe, x, y, idx, fold, folds) for name, recipe in recipes.items()}
+    table = {name: calibration_scores(p, y, n_bins) for name, p in oof.items()}
     best = min(table, key=lambda name: table[name][criterion])  # min keeps the first of equal values
     return MethodChoice(name=best, calibrator=_fresh(recipes[best], idx).fit(x, y, idx), table=table,
-                        criterion=criterion)
+                        criterion=criterion, probability=oof[best], fold=fold)
 
