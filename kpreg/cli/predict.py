@@ -46,6 +46,7 @@ from rich.console import Console
 
 from kpreg.formats.deeplabcut import DLCTableWriter
 from kpreg.inference.boxes import BoxError, BoxSelector, Detections, load_detections
+from kpreg.inference.filtering import filter_keypoints
 from kpreg.inference.predictor import Prediction, Predictor
 from kpreg.inference.render import draw_predictions
 from kpreg.inference.runtimes import BACKENDS
@@ -88,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--draw", action="store_true", help="draw predictions: drawn/ images, or an annotated MP4")
     out.add_argument("--min-confidence", type=float, default=0.3,
                      help="drawing hides keypoints below this confidence (DeepLabCut's pcutoff)")
+    out.add_argument("--filter-output", action="store_true",
+                     help="also blank keypoints below --min-confidence in predictions.json (COCO's absent 0,0,0) "
+                          "and predictions.csv (empty cells); by default the files keep every keypoint")
     out.add_argument("--scorer", default=None, help="the CSV's scorer row (default kpreg_<head>_<backbone>)")
     out.add_argument("--prefetch", type=int, default=8, help="frames decoded and cropped ahead of the network")
     return parser
@@ -197,12 +201,13 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
     from kpreg.cli.progress import FrameProgress
 
     start = time.monotonic()
-    with PredictionsWriter(out_dir / "predictions.json") as results, \
+    min_confidence = args.min_confidence if args.filter_output else None
+    with PredictionsWriter(out_dir / "predictions.json", min_confidence=min_confidence) as results, \
             DLCTableWriter(out_dir / "predictions.csv", scorer, predictor.keypoint_names) as table, \
             FrameProgress(len(source) or None) as progress:
         try:
             for frame, prediction in predictor.stream(source, selector if detections else None, args.prefetch):
-                _write(frame, prediction, video, source_name, ids, results, table, stats)
+                _write(frame, prediction, video, source_name, ids, results, table, stats, min_confidence)
                 if args.draw:
                     image = draw_predictions(frame.image, prediction.keypoints, prediction.confidence,
                                              predictor.skeleton, args.min_confidence,
@@ -222,7 +227,7 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
     _report(source, detections_report, stats, console)
     summary = {
         "model": predictor.describe(), "backend": predictor.backend, "device": predictor.device,
-        "flip_test": predictor.flip_test, "calibrated": predictor.confidence_map.calibrated,
+        "flip_test": predictor.flip_test, "calibrated": predictor.calibrated,
         "input": str(args.input), "kind": source.kind, "frames": stats.frames, "instances": stats.instances,
         "frames_without_box": stats.frames_without_box, "skipped": source.report.skipped,
         "converted": source.report.notes, "fault": source.report.fault,
@@ -258,8 +263,10 @@ def _write(
     results: PredictionsWriter,
     table: DLCTableWriter,
     stats: RunStats,
+    min_confidence: float | None = None,
 ) -> None:
-    """One frame's instances into the JSON (all) and the CSV (the best one)."""
+    """One frame's instances into the JSON (all) and the CSV (the best one); with ``min_confidence`` the CSV's
+    keypoints below it are empty cells (the JSON writer blanks its own)."""
     stats.frames += 1
     k = len(table.bodyparts)
     if len(prediction) == 0:
@@ -279,7 +286,10 @@ def _write(
                     source_name if video else frame.name, frame.index)
         stats.instances += 1
     best = int(np.argmax(scores))
-    table.add(frame.index if video else frame.name, prediction.keypoints[best], prediction.confidence[best])
+    xy = prediction.keypoints[best]  # (K, 2) image px
+    if min_confidence is not None:
+        xy = filter_keypoints(xy[None], prediction.confidence[best][None], min_confidence)[0]
+    table.add(frame.index if video else frame.name, xy, prediction.confidence[best])
 
 
 def _report(source: FrameSource, detections: Any, stats: RunStats, console: Console) -> None:

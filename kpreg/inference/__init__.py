@@ -14,7 +14,7 @@ The parts, in the order of the data flow:
   checkpoint's record or an exported file's metadata, written into exported files.
 * ``rebuild``  — a checkpoint's network rebuilt from the checkpoint alone (no config, no Lightning).
 * ``runtimes`` — the backends running the network: PyTorch, ONNX Runtime, TorchScript.
-* ``confidence`` — the one place raw confidence becomes the reported one (the calibration map, if any).
+* ``confidence`` — what the reported confidence means (the calibration runs in the graph: ``export``).
 * ``predictor`` — ``Predictor`` / ``load``: the steps above for images (``predict``) and streams (``stream``).
 * ``render``   — predictions drawn on a frame (skeleton, confidence threshold).
 * ``writers``  — a streaming MP4 writer and a COCO keypoint-results ``predictions.json`` writer.

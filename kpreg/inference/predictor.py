@@ -18,7 +18,7 @@ The steps, shared by every backend (``kpreg.inference.runtimes``) and by ``predi
 4. the network, batched (``batch_size`` crops at a time) and with the flip test as the model's run evaluated
    (``flip=None``; ``True`` / ``False`` override it);
 5. coordinates back to image pixels through each crop's inverse affine, and the confidence through the
-   model's calibration map where it has one (``kpreg.inference.confidence``; the raw head score otherwise).
+   model's calibration map where it has one (applied inside the network's graph; the raw head score otherwise).
 
 ``stream`` runs the same steps over a long iterable of frames (a video): decoding happens in the source's
 thread, cropping and normalising in a second one, the network in the caller's, so they overlap; memory holds
@@ -37,7 +37,7 @@ import torch
 
 from kpreg.formats.oks import instance_score
 from kpreg.inference.boxes import Box, whole_frame
-from kpreg.inference.confidence import ConfidenceMap
+from kpreg.inference.confidence import describe_confidence
 from kpreg.inference.crops import DEFAULT_PADDING, Crop, Cropper, to_original
 from kpreg.inference.images import as_box_lists, as_rgb8_batch
 from kpreg.inference.model_info import ModelInfo
@@ -116,7 +116,6 @@ class Predictor:
         self.runtime = runtime
         self.info = info
         self.batch_size = int(batch_size)
-        self.confidence_map = ConfidenceMap(info.calibration)
         self._whole = Cropper(info.input_size, WHOLE_IMAGE_PADDING)
         self._boxed = Cropper(info.input_size, padding)
         std = np.asarray(info.std, dtype=np.float32)
@@ -190,6 +189,11 @@ class Predictor:
         return self.runtime.flip_test
 
     @property
+    def calibrated(self) -> bool:
+        """Whether the confidence is the model's calibrated P(correct) (else the head's raw score)."""
+        return self.info.calibration is not None
+
+    @property
     def backend(self) -> str:
         return self.runtime.name
 
@@ -202,7 +206,7 @@ class Predictor:
         h, w = self.input_size
         return (f"{self.info.head or 'model'} on {self.info.backbone or '?'} at {h}x{w}, {len(self.keypoint_names)} "
                 f"keypoints; {self.backend} on {self.device}; flip test {'on' if self.flip_test else 'off'}; "
-                f"confidence: {self.confidence_map.describe()}")
+                f"confidence: {describe_confidence(self.info.calibration)}")
 
     # ---- the steps -------------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray, boxes: Sequence[Box] | None = None) -> Prepared:
@@ -226,7 +230,7 @@ class Predictor:
             return torch.zeros(0, k, 2), torch.zeros(0, k)
         outputs = [self.runtime(batch[i:i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
         coords = torch.cat([c for c, _ in outputs])  # (N, K, 2) input pixels
-        confidence = self.confidence_map(torch.cat([s for _, s in outputs]))  # (N, K)
+        confidence = torch.cat([s for _, s in outputs])  # (N, K): calibrated in the graph where the model has a map
         return coords, confidence
 
     def _finish(self, prepared: Sequence[Prepared], coords: torch.Tensor, confidence: torch.Tensor) -> list[Prediction]:

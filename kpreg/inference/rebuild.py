@@ -22,6 +22,7 @@ from kpreg.backbone import Backbone
 from kpreg.heads.base import Head, HeadSpec
 from kpreg.inference.export import InferenceModel
 from kpreg.inference.model_info import ModelInfo
+from kpreg.metrics.calibration import confidence_map_of
 from kpreg.training.checkpoint import (
     CheckpointMismatchError,
     check_state_dict_compatible,
@@ -45,8 +46,10 @@ class RebuiltModel:
         return bool(((self.record.get("config") or {}).get("model") or {}).get("channels_last", False))
 
     def inference_model(self, flip_test: bool) -> InferenceModel:
-        """backbone → head → decode, with the flip test over the model's left/right pairs when asked."""
-        return InferenceModel(self.backbone, self.head, list(self.info.flip_pairs) if flip_test else None)
+        """backbone → head → decode, with the flip test over the model's left/right pairs when asked, then the
+        checkpoint's calibration map (raw head score → P(correct)) where it has one."""
+        return InferenceModel(self.backbone, self.head, list(self.info.flip_pairs) if flip_test else None,
+                              confidence_map=confidence_map_of({"kpreg": self.record}))
 
 
 def head_class(class_path: str, source: str) -> type[Head]:

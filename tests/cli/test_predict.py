@@ -134,6 +134,31 @@ def test_folder_end_to_end_json_scored_and_csv_read_by_pandas(
     assert score_coco_files(exact, out / "predictions.json", sigmas=[0.05] * 16)["AP"] == pytest.approx(1.0)
 
 
+def test_filter_output_blanks_keypoints_below_min_confidence(folder: Path, tiny_checkpoint: Path,
+                                                             tmp_path: Path) -> None:
+    """--filter-output: below --min-confidence a keypoint is COCO's absent (0, 0, 0) in the JSON and empty cells in
+    the CSV; the rest are written as without the filter."""
+    api = kpreg.load(tiny_checkpoint, device="cpu").predict([figure(i) for i in range(N_IMAGES)])
+    confidence = np.concatenate([p.confidence[0] for p in api])  # (N·K,)
+    cut = float(np.median(confidence))  # about half of the keypoints fall below it
+    out = tmp_path / "out"
+    result = run_script("predict.py", "--ckpt", str(tiny_checkpoint), "--input", str(folder), "--out", str(out),
+                        "--device", "cpu", "--min-confidence", str(cut), "--filter-output")
+    assert result.returncode == 0, result.stderr[-3000:]
+    entries = json.loads((out / "predictions.json").read_text())
+    table = read_table(out / "predictions.csv")
+    blanked = 0
+    for i, (entry, prediction) in enumerate(zip(entries, api)):
+        triplets = np.array(entry["keypoints"]).reshape(-1, 3)  # (K, 3)
+        low = prediction.confidence[0] < cut  # (K,)
+        blanked += int(low.sum())
+        assert (triplets[low] == 0).all()
+        np.testing.assert_allclose(triplets[~low, :2], prediction.keypoints[0][~low], atol=1e-4)
+        xy, _ = table_xy(table, f"img{i}.png")
+        assert np.isnan(xy[low]).all() and np.isfinite(xy[~low]).all()
+    assert 0 < blanked < confidence.size
+
+
 def test_video_end_to_end_with_drawn_mp4(video: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run_script("predict.py", "--ckpt", str(tiny_checkpoint), "--input", str(video), "--out", str(out),
@@ -152,7 +177,7 @@ def test_video_end_to_end_with_drawn_mp4(video: Path, tiny_checkpoint: Path, tmp
     drawn.release()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == N_FRAMES and summary["fault"] is None and summary["frames_per_second"] > 0
-    assert summary["flip_test"] is True and summary["calibrated"] is False
+    assert summary["flip_test"] is True and summary["calibrated"] is True  # training fitted its map at validation
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

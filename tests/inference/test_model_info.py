@@ -15,7 +15,8 @@ RECORD = {
     "flip_pairs": [[1, 2]],
     "input_size": [64, 48],
     "config": {"model": {"flip_test": False}},
-    "calibration": {"method": "platt", "format": 1, "weights": [1.0], "bias": 0.0},
+    "calibration": {"format": 1, "method": "platt", "map": {"method": "platt", "weights": [1.0], "bias": 0.0},
+                    "correct": {}, "uses_spread": False, "flip_test": False, "fitted_on": {}},
 }
 
 

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 import kpreg
+from kpreg.cli.export import export_checkpoint
 from kpreg.data.sample import image_to_tensor
 from kpreg.data.synthetic import render_figure
 from kpreg.inference.boxes import Box
@@ -23,7 +24,7 @@ from kpreg.inference.images import ImageInputError
 from kpreg.inference.predictor import Prediction, Predictor, PredictorError
 from kpreg.inference.rebuild import rebuild
 from kpreg.inference.sources import Frame
-from kpreg.metrics.calibration import Platt, calibrate_keypoints
+from kpreg.metrics.calibration import CalibrationRecord, Platt, calibrate_keypoints
 from kpreg.training.checkpoint import CheckpointMismatchError
 
 SIZE = 32  # the tiny checkpoint's input (tests/conftest.py)
@@ -152,28 +153,56 @@ def test_a_checkpoint_without_its_model_record_is_refused(tiny_checkpoint: Path,
         kpreg.load(tmp_path / "missing.ckpt")
 
 
+def raw_checkpoint(tiny_checkpoint: Path, path: Path) -> Path:
+    """The tiny checkpoint without the calibration map its training fitted: confidences are the raw head score."""
+    checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    checkpoint["kpreg"]["calibration"] = None
+    torch.save(checkpoint, path)
+    return path
+
+
 def calibrated_checkpoint(tiny_checkpoint: Path, path: Path) -> tuple[Path, Platt]:
-    """The tiny checkpoint with a Platt map stored where the calibration branch keeps it."""
+    """The tiny checkpoint with a hand-fitted Platt map stored as training stores one (a CalibrationRecord)."""
     rng = np.random.default_rng(0)
     raw = rng.uniform(0.05, 1.0, 400)
     platt = Platt().fit(raw, rng.uniform(size=400) < raw)  # correct more often at higher scores
     checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
-    checkpoint["kpreg"]["calibration"] = platt.state_dict()
+    record = CalibrationRecord(method="platt", map=platt.state_dict(),
+                               correct={"scale": "box", "threshold": 0.1, "definition": "error <= 0.1 x size"},
+                               uses_spread=False, flip_test=False,
+                               fitted_on={"split": "val", "samples": 400, "keypoints": 400, "fingerprint": "x"})
+    checkpoint["kpreg"]["calibration"] = record.to_dict()
     torch.save(checkpoint, path)
     return path, platt
 
 
-def test_a_calibration_map_in_the_checkpoint_is_applied(tiny_checkpoint: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_calibration_map_in_the_checkpoint_is_applied(tiny_checkpoint: Path, tmp_path: Path, flip: bool) -> None:
+    """The map applies after the flip test's merge, to the same raw confidence the uncalibrated model reports."""
     path, platt = calibrated_checkpoint(tiny_checkpoint, tmp_path / "calibrated.ckpt")
+    uncalibrated = kpreg.load(raw_checkpoint(tiny_checkpoint, tmp_path / "raw.ckpt"), device="cpu", flip=flip)
+    assert "raw head score" in uncalibrated.describe()
     images = figures(3)
-    raw = kpreg.load(tiny_checkpoint, device="cpu").predict(images)
-    calibrated = kpreg.load(path, device="cpu")
-    assert calibrated.confidence_map.calibrated and "calibrated P(correct) (platt map)" in calibrated.describe()
+    raw = uncalibrated.predict(images)
+    calibrated = kpreg.load(path, device="cpu", flip=flip)
+    assert "calibrated P(correct), correct = error <= 0.1 x size; method platt" in calibrated.describe()
     for r, c in zip(raw, calibrated.predict(images)):
         np.testing.assert_allclose(c.keypoints, r.keypoints)
         want = calibrate_keypoints(platt, torch.from_numpy(r.confidence)).numpy()
-        np.testing.assert_allclose(c.confidence, want, atol=1e-6)
+        np.testing.assert_allclose(c.confidence, want, atol=1e-5)
         assert not np.allclose(c.confidence, r.confidence)
+
+
+def test_an_exported_calibrated_model_reports_the_same_confidence(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    path, _ = calibrated_checkpoint(tiny_checkpoint, tmp_path / "calibrated.ckpt")
+    export_checkpoint(path, "torchscript", tmp_path / "calibrated.pt")
+    images = figures(2)
+    eager = kpreg.load(path, device="cpu").predict(images)
+    exported = kpreg.load(tmp_path / "calibrated.pt", device="cpu")
+    assert "calibrated P(correct)" in exported.describe()
+    for e, x in zip(eager, exported.predict(images)):
+        np.testing.assert_allclose(x.confidence, e.confidence, atol=1e-5)
+        np.testing.assert_allclose(x.keypoints, e.keypoints, atol=1e-3)
 
 
 @pytest.mark.parametrize(("images", "message"), [
