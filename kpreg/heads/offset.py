@@ -95,9 +95,9 @@ class OffsetHead(SpatialHead):
     def _build(self, spec: HeadSpec) -> None:
         super()._build(spec)
         if self.assignment == "free_anchor":
+            prior_logit = -math.log((1.0 - FREE_ANCHOR_PRIOR) / FREE_ANCHOR_PRIOR)  # −ln 99
             with torch.no_grad():  # channel k·3 + 0 is keypoint k's logit map (forward's view)
-                self.final.bias.view(spec.num_keypoints, 3)[:, 0].fill_(-math.log((1 - FREE_ANCHOR_PRIOR)
-                                                                                  / FREE_ANCHOR_PRIOR))
+                self.final.bias.view(spec.num_keypoints, 3)[:, 0].fill_(prior_logit)
 
     def targets(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, K, 2) x,y input pixels → disk (B, K, h, w) in {0, 1}, offsets (B, K, 2, h, w) in radius units."""
