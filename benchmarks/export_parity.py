@@ -1,6 +1,6 @@
 """Export parity per head: ONNX Runtime and TorchScript against PyTorch; prints a markdown table.
 
-Every head of ``kpreg.heads.__all__`` with its default arguments and the decoders that change its graph,
+Every variant each head of ``kpreg.heads.__all__`` declares (``Head.variants``: its defaults, its decoders …),
 on a COCO-sized input (256 × 192, 17 keypoints, COCO's flip pairs), with ``test_resnet`` (timm's tiny
 ResNet, random weights: no download) and the head's full default neck. Each model is exported once with
 and once without the flip test in the graph (``kpreg.inference.export``) and run on the same 4 random
@@ -20,20 +20,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing kpreg
+import kpreg.heads as heads  # noqa: E402
 from benchmarks._report import write_json  # noqa: E402
 from kpreg.backbone import Backbone  # noqa: E402
 from kpreg.formats.coco import COCO_FLIP_PAIRS  # noqa: E402
-from kpreg.heads import (  # noqa: E402
-    DSNTHead,
-    FCHead,
-    Head,
-    HeadSpec,
-    HeatmapHead,
-    MultiBinHead,
-    OffsetHead,
-    SimCCHead,
-    SoftArgmaxHead,  # noqa: E402
-)
+from kpreg.heads import Head, HeadSpec  # noqa: E402
 from kpreg.inference.export import InferenceModel, export_onnx, export_torchscript, parity  # noqa: E402
 
 INPUT = (256, 192)
@@ -41,20 +32,9 @@ K = 17
 
 
 def cases() -> dict[str, Head]:
-    return {
-        "FC regression": FCHead(),
-        "heatmap, quarter": HeatmapHead(),
-        "heatmap, argmax": HeatmapHead(decoder="argmax"),
-        "heatmap, DARK": HeatmapHead(decoder="dark"),
-        "soft-argmax": SoftArgmaxHead(),
-        "DSNT": DSNTHead(),
-        "heatmap + offset": OffsetHead(),
-        "SimCC, argmax": SimCCHead(),
-        "SimCC, expectation": SimCCHead(decoder="expectation"),
-        "multi-bin, argmax": MultiBinHead(),
-        "multi-bin, expectation": MultiBinHead(decoder="expectation"),
-        "multi-bin, hierarchical (4 sub-bins)": MultiBinHead(sub_bins=4),
-    }
+    """Every declared variant of every registered head, by its label."""
+    return {label: getattr(heads, name)(**init_args)
+            for name in heads.__all__ for label, init_args in getattr(heads, name).variants.items()}
 
 
 def main() -> None:
@@ -67,7 +47,10 @@ def main() -> None:
     rows: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, head in cases().items():
-            head.build(HeadSpec(backbone.channels, backbone.stride, K, INPUT))
+            head.build(HeadSpec(backbone.channels, backbone.stride, K, INPUT, (0.05,) * K))
+            if head.needs_fit:  # e.g. anchor poses: fitted on random poses, as the module would on training poses
+                g = torch.Generator().manual_seed(2)
+                head.fit(torch.rand(64, K, 2, generator=g) * (INPUT[1] - 1), torch.ones(64, K))
             for flip in (False, True):
                 model = InferenceModel(backbone, head, COCO_FLIP_PAIRS if flip else None)
                 onnx_path = export_onnx(model, Path(tmp) / "m.onnx")
