@@ -30,16 +30,35 @@ doing the distance in pixels keeps the aspect ratio right (``x`` and ``y`` norma
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
 from kpreg.ops import at_least_float32
 
 MIN_AREA = 1.0  # input px²: keeps the exponent finite for a degenerate (zero-area) sample
+OKS: Literal["oks"] = "oks"  # the name of the OKS choice in the heads' ``loss`` arguments
 
 
 class OKSScaleMissingError(ValueError):
     """The OKS loss was asked for without the samples' scale."""
+
+
+class OKSSigmasMissingError(ValueError):
+    """The OKS loss was chosen for data that declares no (or the wrong number of) OKS sigmas."""
+
+
+def check_oks_sigmas(sigmas: Sequence[float], num_keypoints: int, where: str) -> None:
+    """Fail at build time, before any training step, where a head was given ``loss: oks`` but the data declares
+    no OKS sigma per keypoint. ``where`` names the head's argument, e.g. ``"FCHead: loss 'oks'"``."""
+    if len(sigmas) == num_keypoints and all(float(s) > 0 for s in sigmas):
+        return
+    found = "none" if not len(sigmas) else f"{len(sigmas)} ({', '.join(f'{float(s):g}' for s in sigmas)})"
+    raise OKSSigmasMissingError(
+        f"{where} needs one positive OKS sigma per keypoint ({num_keypoints}), but the data declares {found}: "
+        "use data that declares them (the datamodule's sigmas, linked to model.sigmas; COCO-format data takes "
+        "data.init_args.sigmas) or choose another loss"
+    )
 
 
 def oks_kappa(sigmas: Sequence[float] | torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ is the Euclidean distance to the ground truth plus ``reg_weight`` (the paper's �
 on the map's shape: ``variance`` pulls Var[x], Var[y] towards σ², ``js`` pulls the map towards a
 normalised Gaussian of σ centred on the ground truth (the paper's best). σ (``reg_sigma``) is in heatmap
 cells, as in dsntnn (the paper used σ = 1 cell); the regulariser then asks for the same blob, measured in
-cells, at every stride.
+cells, at every stride. ``loss: oks`` replaces the Euclidean distance by the OKS loss on the same expectation,
+in input pixels (``kpreg.oks_loss``); the regulariser is kept.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Literal
 import torch
 
 from kpreg.coords import normalized_to_pixels, pixels_to_cells, pixels_to_normalized
+from kpreg.heads.base import HeadSpec
 from kpreg.heads.neck import NeckKind, SpatialHead, map_spread
-from kpreg.losses import coord_loss_per_joint, js_regulariser, variance_regulariser
+from kpreg.losses import CoordLoss, coord_loss_per_joint, js_regulariser, variance_regulariser
+from kpreg.oks_loss import OKS, check_oks_sigmas, oks_loss
 from kpreg.ops import bilinear_splat, dsnt, softmax_2d
 
 Regulariser = Literal["none", "variance", "js"]
@@ -29,10 +32,13 @@ class DSNTHead(SpatialHead):
     regulariser: ``none``, ``variance`` or ``js`` (Jensen–Shannon divergence to a Gaussian).
     reg_sigma: σ of the regulariser, in heatmap cells.
     reg_weight: λ, the regulariser's weight.
+    loss: the coordinate loss in normalised units, ``euclidean`` as in the paper (``l1``, ``l2``, ``smooth_l1``
+        also accepted), or ``oks``: the OKS loss in input pixels (needs the dataset's OKS sigmas and the
+        batch's ``scale``).
     """
 
     name = "dsnt"
-    variants = {"DSNT (JS)": {}}
+    variants = {"DSNT (JS)": {}, "DSNT (JS, OKS loss)": {"loss": OKS}}
 
     def __init__(
         self,
@@ -42,13 +48,22 @@ class DSNTHead(SpatialHead):
         regulariser: Regulariser = "js",
         reg_sigma: float = 1.0,
         reg_weight: float = 1.0,
+        loss: CoordLoss | Literal["oks"] = "euclidean",
     ) -> None:
         super().__init__(output_stride, neck, neck_channels)
         if regulariser not in ("none", "variance", "js"):
             raise ValueError(f"unknown regulariser '{regulariser}' (choose none, variance or js)")
+        if loss != OKS:
+            coord_loss_per_joint(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), loss)  # fail early on a bad name
         self.regulariser = regulariser
         self.reg_sigma = reg_sigma
         self.reg_weight = reg_weight
+        self.coord_loss = loss
+
+    def _build(self, spec: HeadSpec) -> None:
+        if self.coord_loss == OKS:
+            check_oks_sigmas(spec.sigmas, spec.num_keypoints, "DSNTHead: loss 'oks'")
+        super()._build(spec)
 
     def loss(
         self,
@@ -59,8 +74,12 @@ class DSNTHead(SpatialHead):
     ) -> dict[str, torch.Tensor]:
         probs = softmax_2d(raw)  # (B, K, h, w) float32
         pred = dsnt(probs)  # (B, K, 2) normalised
-        target = pixels_to_normalized(keypoints.float(), self.spec.input_size)  # (B, K, 2) normalised
-        terms = {"euclidean": coord_loss_per_joint(pred, target, "euclidean")}  # (B, K)
+        if self.coord_loss == OKS:
+            pred_px = normalized_to_pixels(pred, self.spec.input_size)  # (B, K, 2) input pixels
+            terms = {"oks": oks_loss(pred_px, keypoints, scale, self.spec.sigmas)}  # (B, K)
+        else:
+            target = pixels_to_normalized(keypoints.float(), self.spec.input_size)  # (B, K, 2) normalised
+            terms = {self.coord_loss: coord_loss_per_joint(pred, target, self.coord_loss)}  # (B, K)
         if self.regulariser == "variance":
             terms["regulariser"] = self.reg_weight * variance_regulariser(probs, self.reg_sigma)  # (B, K)
         elif self.regulariser == "js":

@@ -6,6 +6,10 @@ joint, where ``u`` ∈ [-1, 1]
 (``kpreg.coords``) and ``mean``, ``std`` (K, 2) are running statistics of the visible training targets
 (updated like BatchNorm's, frozen in eval mode, saved with the model). Standardising lets one weight
 decay, learning rate and loss threshold fit every joint, whatever its typical position and spread.
+
+``loss: oks`` trains on the OKS loss instead (``kpreg.oks_loss``: ``1 − exp(−d² / (2 s² k²))`` per keypoint, in
+input pixels, with the dataset's OKS sigmas and each sample's scale): the standardised output is mapped back to
+pixels (affine, so the gradient flows through it) and compared there.
 """
 
 from __future__ import annotations
@@ -18,28 +22,30 @@ from torch import nn
 from kpreg.coords import normalized_to_pixels, pixels_to_normalized
 from kpreg.heads.base import Head, HeadSpec
 from kpreg.losses import coord_loss_per_joint
+from kpreg.oks_loss import OKS, check_oks_sigmas, oks_loss
 
-FCLoss = Literal["l1", "l2", "smooth_l1"]
+FCLoss = Literal["l1", "l2", "smooth_l1", "oks"]
 
 
 class FCHead(Head):
     """Args:
     hidden: width of the hidden layer, Linear → BatchNorm → ReLU (0 = a single linear layer). With a hidden
         layer, training batches need at least 2 samples (per device).
-    loss: ``l1``, ``l2`` or ``smooth_l1`` on the standardised coordinates.
+    loss: ``l1``, ``l2`` or ``smooth_l1`` on the standardised coordinates, or ``oks`` (the OKS loss in input
+        pixels; needs the dataset's OKS sigmas and the batch's ``scale``).
     momentum: update rate of the running mean / std of the targets.
     init_std: the std used before any statistics are seen (normalised units).
     """
 
     name = "fc"
-    variants = {"FC": {}}
+    variants = {"FC": {}, "FC (OKS loss)": {"loss": OKS}}
 
     def __init__(
         self, hidden: int = 256, loss: FCLoss = "l1", momentum: float = 0.01, init_std: float = 0.5
     ) -> None:
         super().__init__()
-        if loss not in ("l1", "l2", "smooth_l1"):
-            raise ValueError(f"unknown loss '{loss}' (choose l1, l2 or smooth_l1)")
+        if loss not in ("l1", "l2", "smooth_l1", OKS):
+            raise ValueError(f"unknown loss '{loss}' (choose l1, l2, smooth_l1 or oks)")
         self.hidden = hidden
         self.coord_loss = loss
         self.momentum = momentum
@@ -47,6 +53,8 @@ class FCHead(Head):
 
     def _build(self, spec: HeadSpec) -> None:
         k, c = spec.num_keypoints, spec.in_channels
+        if self.coord_loss == OKS:
+            check_oks_sigmas(spec.sigmas, k, "FCHead: loss 'oks'")
         layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         if self.hidden > 0:
             # BatchNorm before the ReLU is what keeps the hidden units alive. Pooled backbone features are
@@ -108,6 +116,8 @@ class FCHead(Head):
     ) -> dict[str, torch.Tensor]:
         if self.training:
             self._update_stats(keypoints, visibility)
+        if self.coord_loss == OKS:
+            return {"oks": oks_loss(self.destandardise(raw), keypoints, scale, self.spec.sigmas)}  # (B, K)
         return {"coord": coord_loss_per_joint(raw.float(), self.standardise(keypoints), self.coord_loss)}  # (B, K)
 
     def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:

@@ -3,10 +3,19 @@ location refinement (Insafutdinov et al. 2016, Mathis et al. 2018) and UDP's com
 offset target (Huang et al., "The Devil is in the Details: Delving into Unbiased Data Processing for Human
 Pose Estimation", CVPR 2020).
 
-Per joint the head predicts three maps: a per-cell logit (is the joint within ``radius`` cells of this
-cell?) and the x, y offsets from the cell centre to the joint, in units of ``radius`` cells (so they lie
-in [-1, 1] where supervised). Offsets are supervised only inside the disk, where the arg-max can land.
-Decoding: arg-max cell + its predicted offset, converted to input pixels.
+Per joint the head predicts three maps: a per-cell logit and the x, y offsets from the cell centre to the
+joint, in units of ``radius`` cells (so they lie in [-1, 1] where supervised). Which cells are positive is the
+``assignment``:
+
+* ``disk`` (DeepLabCut, UDP): the logit is "is the joint within ``radius`` cells of this cell?" (BCE or focal
+  over the map), and the offsets are supervised (L1) on that disk, where the arg-max can land.
+* ``free_anchor`` (FreeAnchor, Zhang et al., NeurIPS 2019, for keypoints: ``kpreg.heads.assignment``): the cells
+  within ``radius`` cells are only *candidates*; the network chooses among them by the product of the cell's
+  classification and localisation likelihoods (a mean-max that moves from the bag's mean early in training to
+  its max later), and every cell of the map is pushed towards background by a focal term discounted by how well
+  its offset already localises the joint. Offsets are trained only through the positive (bag) term.
+
+Decoding (either assignment): arg-max cell + its predicted offset, converted to input pixels.
 """
 
 from __future__ import annotations
@@ -17,25 +26,37 @@ from typing import Literal
 import torch
 
 from kpreg.coords import cells_to_pixels, pixels_to_cells
+from kpreg.heads.assignment import Kernel, free_anchor_terms
+from kpreg.heads.base import HeadSpec
 from kpreg.heads.neck import NeckKind, SpatialHead
 from kpreg.losses import bce_per_joint, focal_per_joint
 from kpreg.ops import argmax_2d, disk_and_offsets, gather_2d
 
 ClassLoss = Literal["bce", "focal"]
+Assignment = Literal["disk", "free_anchor"]
+# RetinaNet's (and FreeAnchor's) prior: classification logits start at P(positive) = 0.01, so that the focal
+# background term over every cell does not swamp the few candidates in the first steps.
+FREE_ANCHOR_PRIOR = 0.01
 
 
 class OffsetHead(SpatialHead):
     """Args:
     output_stride, neck, neck_channels: see ``SpatialHead``.
-    radius: disk radius in heatmap cells for both targets; at least √2 / 2, so that the cell containing
-        the joint is always positive and always has a supervised offset.
-    cls_loss: ``bce`` (DeepLabCut) or ``focal`` (sigmoid focal loss, γ = 2, α = 0.25).
-    offset_weight: weight of the offset L1 loss relative to the classification loss.
+    radius: in heatmap cells: the positive disk (``disk``) or the bag of candidate cells (``free_anchor``), and
+        the unit of the offsets; at least √2 / 2, so that the cell containing the joint is always in it.
+    cls_loss: ``disk`` only: ``bce`` (DeepLabCut) or ``focal`` (sigmoid focal loss, γ = 2, α = 0.25).
+    offset_weight: ``disk`` only: weight of the offset L1 loss relative to the classification loss.
+    assignment: ``disk`` or ``free_anchor`` (learned cell assignment, see the module docstring).
+    tau: ``free_anchor``: scale of the localisation likelihood, cells (P_loc = exp(−‖e‖₁ / τ) for ``laplace``).
+    kernel: ``free_anchor``: ``laplace`` (FreeAnchor's exp(−smooth-L1), the L1 of the disk's offsets) or
+        ``gaussian``.
+    alpha, gamma: ``free_anchor``: FreeAnchor's weight of the positive term (1 − α for the negative) and the
+        focal exponent of the negative term.
     """
 
     maps_per_keypoint = 3  # logit, offset x, offset y
     name = "offset"
-    variants = {"heatmap + offset": {}}
+    variants = {"heatmap + offset": {}, "heatmap + offset (FreeAnchor assignment)": {"assignment": "free_anchor"}}
 
     def __init__(
         self,
@@ -45,15 +66,38 @@ class OffsetHead(SpatialHead):
         radius: float = 1.5,
         cls_loss: ClassLoss = "bce",
         offset_weight: float = 1.0,
+        assignment: Assignment = "disk",
+        tau: float = 0.5,
+        kernel: Kernel = "laplace",
+        alpha: float = 0.5,
+        gamma: float = 2.0,
     ) -> None:
         super().__init__(output_stride, neck, neck_channels)
         if radius < math.sqrt(0.5):
             raise ValueError(f"radius must be at least sqrt(2)/2 cells, got {radius}")
         if cls_loss not in ("bce", "focal"):
             raise ValueError(f"unknown cls_loss '{cls_loss}' (choose bce or focal)")
+        if assignment not in ("disk", "free_anchor"):
+            raise ValueError(f"unknown assignment '{assignment}' (choose disk or free_anchor)")
+        if kernel not in ("laplace", "gaussian"):
+            raise ValueError(f"unknown kernel '{kernel}' (choose laplace or gaussian)")
+        if tau <= 0 or not 0.0 <= alpha <= 1.0 or gamma < 0:
+            raise ValueError(f"need tau > 0, alpha in [0, 1] and gamma >= 0, got {tau}, {alpha}, {gamma}")
         self.radius = radius
         self.cls_loss = cls_loss
         self.offset_weight = offset_weight
+        self.assignment: Assignment = assignment
+        self.tau = tau
+        self.kernel: Kernel = kernel
+        self.alpha = alpha
+        self.gamma = gamma
+
+    def _build(self, spec: HeadSpec) -> None:
+        super()._build(spec)
+        if self.assignment == "free_anchor":
+            prior_logit = -math.log((1.0 - FREE_ANCHOR_PRIOR) / FREE_ANCHOR_PRIOR)  # −ln 99
+            with torch.no_grad():  # channel k·3 + 0 is keypoint k's logit map (forward's view)
+                self.final.bias.view(spec.num_keypoints, 3)[:, 0].fill_(prior_logit)
 
     def targets(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, K, 2) x,y input pixels → disk (B, K, h, w) in {0, 1}, offsets (B, K, 2, h, w) in radius units."""
@@ -69,8 +113,12 @@ class OffsetHead(SpatialHead):
         scale: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         raw = raw.float()  # (B, K, 3, h, w)
-        disk, offsets = self.targets(keypoints)  # (B, K, h, w), (B, K, 2, h, w)
         logits = raw[:, :, 0]  # (B, K, h, w)
+        if self.assignment == "free_anchor":
+            cells = pixels_to_cells(keypoints.float(), self.output_stride)  # (B, K, 2) x,y cells
+            return free_anchor_terms(logits, raw[:, :, 1:] * self.radius, cells, self.radius, self.tau,
+                                     self.kernel, self.alpha, self.gamma)  # positive, negative: (B, K) each
+        disk, offsets = self.targets(keypoints)  # (B, K, h, w), (B, K, 2, h, w)
         if self.cls_loss == "bce":
             cls = bce_per_joint(logits, disk)  # (B, K)
         else:

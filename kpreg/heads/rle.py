@@ -22,6 +22,12 @@ Decode: ``μ`` (the mode and, for a symmetric density, the mean). Confidence: RL
 ``1 − (σ_x + σ_y) / 2`` ∈ (0, 1). Spread: ``(σ_x W/2)² + (σ_y H/2)²`` input px²; the residual density has one
 shape for all predictions, so this is the variance up to one shared factor, and ranks the same way.
 
+``mean_loss: oks`` trains μ on the OKS loss instead (``kpreg.oks_loss``, in input pixels, with the dataset's OKS
+sigmas and the batch's scale) and the likelihood on a *detached* μ: the likelihood then learns only σ and the flow,
+i.e. the density of the residuals that the OKS-trained mean leaves, and the mean is trained by the OKS loss alone
+(not by a weighted sum of the two, whose weight would be one more thing to tune and whose gradient on μ would be
+half likelihood, half OKS).
+
 Raw output: (B, K, 4): standardised μ (x, y), then the σ logits (x, y).
 """
 
@@ -37,9 +43,11 @@ from torch import nn
 from kpreg.coords import normalized_to_pixels, pixels_to_normalized
 from kpreg.heads.base import Head, HeadSpec
 from kpreg.heads.pooled import check_training_batch, keypoint_statistics, pooled_mlp
+from kpreg.oks_loss import OKS, check_oks_sigmas, oks_loss
 from kpreg.ops import at_least_float32
 
 Prior = Literal["laplace", "gaussian", "none"]
+MeanLoss = Literal["nll", "oks"]
 SIGMA_EPS = 1e-9  # mmpose's: keeps x̄ and log σ finite when the sigmoid underflows
 IDEAL_SIGMA_LOGIT = -10.0  # σ = 4.5e-5 normalised (0.006 px on a 256-px input): a confident ideal output
 
@@ -77,6 +85,9 @@ class RLEHead(Head):
         reproduces mmpose's ``RLELoss`` (Laplace) up to a factor 2 and a constant (docs/regression.md).
     flow_couplings, flow_hidden: the RealNVP's number of coupling layers and MLP width (RLE: 6, 64).
     init_std: the std of the standardisation before ``fit`` (normalised units; FC's default).
+    mean_loss: what trains μ: ``nll`` (RLE: the likelihood) or ``oks`` (the OKS loss in input pixels, the
+        likelihood then trains σ and the flow on a detached μ; needs the dataset's OKS sigmas and the batch's
+        ``scale``).
     """
 
     name: ClassVar[str] = "rle"
@@ -85,6 +96,7 @@ class RLEHead(Head):
         "RLE (Gaussian prior)": {"prior": "gaussian"},
         "RLE (flow only)": {"prior": "none"},
         "RLE (mmpose's scale)": {"prior_scale": 2.0},
+        "RLE (OKS-trained mean)": {"mean_loss": OKS},
     }
     needs_fit = True  # the standardisation of μ comes from the training keypoints
 
@@ -96,8 +108,11 @@ class RLEHead(Head):
         flow_couplings: int = 6,
         flow_hidden: int = 64,
         init_std: float = 0.5,
+        mean_loss: MeanLoss = "nll",
     ) -> None:
         super().__init__()
+        if mean_loss not in ("nll", OKS):
+            raise ValueError(f"unknown mean_loss '{mean_loss}' (choose nll or oks)")
         if prior not in ("laplace", "gaussian", "none"):
             raise ValueError(f"unknown prior '{prior}' (choose laplace, gaussian or none)")
         if prior_scale <= 0 or init_std <= 0:
@@ -110,9 +125,12 @@ class RLEHead(Head):
         self.flow_couplings = flow_couplings
         self.flow_hidden = flow_hidden
         self.init_std = init_std
+        self.mean_loss: MeanLoss = mean_loss
 
     def _build(self, spec: HeadSpec) -> None:
         k = spec.num_keypoints
+        if self.mean_loss == OKS:
+            check_oks_sigmas(spec.sigmas, k, "RLEHead: mean_loss 'oks'")
         self.mlp = pooled_mlp(spec.in_channels, self.hidden, 4 * k)  # μ at the mean pose, σ = sigmoid(0) = ½
         self.flow = residual_flow(self.flow_couplings, self.flow_hidden)
         self.register_buffer("target_mean", torch.zeros(k, 2))  # (K, 2) normalised
@@ -153,9 +171,15 @@ class RLEHead(Head):
     ) -> dict[str, torch.Tensor]:
         """Per-keypoint negative log-likelihood terms, each (B, K): ``flow`` = −log G(x̄), ``log_sigma`` =
         log σ_x + log σ_y and (residual variant) ``prior`` = −log Q(x̄). The shared reduction masks the
-        terms; ``scale`` is not used."""
+        terms. With ``mean_loss = oks`` also ``oks`` (the OKS loss of μ, which needs ``scale``), and the likelihood
+        terms see μ without gradient."""
         mu = self.mean_normalised(raw)  # (B, K, 2) normalised
         sigma = self.sigma(raw)  # (B, K, 2) normalised
+        terms: dict[str, torch.Tensor] = {}
+        if self.mean_loss == OKS:
+            mu_px = normalized_to_pixels(mu, self.spec.input_size)  # (B, K, 2) input pixels
+            terms["oks"] = oks_loss(mu_px, keypoints, scale, self.spec.sigmas)  # (B, K)
+            mu = mu.detach()  # the likelihood trains σ and the flow only
         u = pixels_to_normalized(keypoints.to(mu.dtype), self.spec.input_size)  # (B, K, 2) normalised
         # An invisible keypoint may hold any value; feeding the flow a residual of 0 there keeps its terms
         # finite (so that masking them gives exactly 0) whatever that value is.
@@ -166,7 +190,8 @@ class RLEHead(Head):
         # (float64 for gradcheck) whatever the autocast, as the other heads do their softmax and logs.
         with torch.autocast(device_type=xbar.device.type, enabled=False):
             log_g = self.flow().log_prob(xbar.reshape(b * k, 2)).view(b, k)  # (B, K)
-        terms = {"flow": -log_g, "log_sigma": sigma.log().sum(-1)}
+        terms["flow"] = -log_g
+        terms["log_sigma"] = sigma.log().sum(-1)
         if self.prior != "none":
             terms["prior"] = prior_nll(xbar, self.prior, self.prior_scale)
         return terms

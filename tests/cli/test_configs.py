@@ -116,3 +116,28 @@ def test_run_directory_and_checkpoint_mode_follow_the_parts(tmp_path: Path) -> N
     assert by_error.config.checkpoint.mode == "min"  # pixel error: lower is better
     with pytest.raises(ValueError, match="unknown metric key 'Meen'"):
         make_cli([*args, "--data.init_args.primary_metric", "Meen"], evaluate=False)
+
+
+# Issue 17's options, through the real batch (its ``scale``) and the linked OKS sigmas, on the synthetic part.
+OPTIONS = {
+    "fc-oks": ("fc", ["--model.head.init_args.loss", "oks"]),
+    "softargmax-oks": ("softargmax", ["--model.head.init_args.loss", "oks"]),
+    "dsnt-oks": ("dsnt", ["--model.head.init_args.loss", "oks"]),
+    "rle-oks-mean": ("rle", ["--model.head.init_args.mean_loss", "oks"]),
+    "offset-free-anchor": ("offset", ["--model.head.init_args.assignment", "free_anchor"]),
+    "heatmap-ohkm": ("heatmap", ["--model.ohkm_topk", "8"]),
+}
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_regression_options_train_and_validate(option: str, tmp_path: Path) -> None:
+    head, extra = OPTIONS[option]
+    cli = _cli(CONFIGS / "data" / "synthetic.yaml", CONFIGS / "heads" / f"{head}.yaml", tmp_path, *extra)
+    assert len(cli.model.head.spec.sigmas) == cli.datamodule.num_keypoints  # linked from the data
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    metrics = cli.trainer.callback_metrics
+    assert torch.isfinite(metrics["train/loss"]) and "val/score" in metrics
+    if "oks" in option:
+        assert 0.0 <= float(metrics["train/oks"]) < 1.0  # the OKS term is what was optimised, and was logged
+    if "ohkm" in option:
+        assert cli.model.ohkm_topk == 8

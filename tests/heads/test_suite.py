@@ -108,6 +108,23 @@ def test_every_head_declares_its_name_and_variants() -> None:
         assert variants and next(iter(variants.values())) == {}  # the first variant is the defaults
 
 
+@pytest.mark.parametrize(("name", "label"), VARIANTS)
+def test_every_variant_trains(name: str, label: str, backbone: Backbone) -> None:
+    """Each declared option (a loss, an assignment, a decoder …) builds, gives finite per-keypoint terms whose reduced
+    loss reaches the head's parameters, and decodes: an option cannot be declared without being wired."""
+    head = make_head(name, backbone, **head_class(name).variants[label])
+    images, keypoints, visibility = random_batch()
+    fit_if_needed(head, keypoints, visibility)
+    loss, terms = total_loss(head, head(backbone(images)), keypoints, visibility)
+    assert all(t.shape == (2, K) and torch.isfinite(t[visibility > 0]).all() for t in terms.values())
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    with torch.no_grad():
+        coords, scores = head.eval().decode(head(backbone(images)))
+    assert torch.isfinite(coords).all() and torch.isfinite(scores).all()
+
+
 @pytest.mark.parametrize("stride", [4, 8, 16, 32])
 @pytest.mark.parametrize(("name", "label"), VARIANTS)
 def test_round_trip_within_the_declared_tolerance(name: str, label: str, stride: int) -> None:
