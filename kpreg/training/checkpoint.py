@@ -8,6 +8,8 @@ config that trained it. Evaluating or resuming under a config that disagrees is 
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import pickle
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,17 @@ def _norm(value: Any) -> Any:
     return value
 
 
+def _head_defaults(class_path: str | None) -> dict[str, Any]:
+    """The default arguments of the head class at ``class_path`` ({} when it cannot be imported)."""
+    module_name, _, name = str(class_path or "").rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+        parameters = inspect.signature(cls.__init__).parameters.values()
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return {}
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
 def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The identity fields on which a checkpoint's ``kpreg`` record and the current model differ, as lines."""
     lines = []
@@ -75,6 +88,11 @@ def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list
         if a is None or b is None:
             continue  # a field one side does not record (older checkpoints) cannot disagree
         if field == "head.init_args":
+            # An argument only one side records is one the head gained after the older side was written: the
+            # older side then ran with its default.
+            defaults = _head_defaults(_get(current, "head.class_path") or _get(saved, "head.class_path"))
+            a = {**{k: defaults[k] for k in b if k not in a and k in defaults}, **a}
+            b = {**{k: defaults[k] for k in a if k not in b and k in defaults}, **b}
             keys = sorted(set(a) | set(b))
             diffs = [f"{k}={a.get(k)!r} vs {b.get(k)!r}" for k in keys if _norm(a.get(k)) != _norm(b.get(k))]
             if diffs:

@@ -6,7 +6,7 @@ import torch
 
 from kpreg.data.synthetic_datamodule import SyntheticPoseDataModule
 from kpreg.heads import HeatmapHead
-from kpreg.training.checkpoint import CheckpointMismatchError, check_state_dict_compatible
+from kpreg.training.checkpoint import CheckpointMismatchError, check_state_dict_compatible, identity_differences
 from kpreg.training.module import KeypointModule
 from kpreg.training.schedules import WarmupCosine
 
@@ -40,6 +40,17 @@ def test_state_dict_check_names_mismatched_tensors() -> None:
     state = _module(num_keypoints=17).state_dict()
     with pytest.raises(CheckpointMismatchError, match=r"head\.final\.weight': checkpoint \(17, 8, 1, 1\) vs model \(16, 8, 1, 1\)"):
         check_state_dict_compatible(_module(), state)
+
+
+def test_an_argument_a_head_gained_later_is_its_default_in_an_older_checkpoint() -> None:
+    """A checkpoint written before DSNTHead had ``loss`` ran with its default: no mismatch; another value is one."""
+    dsnt = "kpreg.heads.dsnt.DSNTHead"
+    old = {"head": {"class_path": dsnt, "init_args": {"output_stride": 4}}}
+    now = {"head": {"class_path": dsnt, "init_args": {"output_stride": 4, "loss": "euclidean"}}}
+    assert identity_differences(old, now) == [] and identity_differences(now, old) == []
+    other = {"head": {"class_path": dsnt, "init_args": {"output_stride": 4, "loss": "oks"}}}
+    assert identity_differences(old, other) == ["head arguments: checkpoint vs config: loss='euclidean' vs 'oks'"]
+    assert identity_differences(other, now) == ["head arguments: checkpoint vs config: loss='oks' vs 'euclidean'"]
 
 
 def test_warmup_cosine_schedule() -> None:
