@@ -6,7 +6,11 @@ import torch
 
 from kpreg.data.synthetic_datamodule import SyntheticPoseDataModule
 from kpreg.heads import HeatmapHead
-from kpreg.training.checkpoint import CheckpointMismatchError, check_state_dict_compatible, identity_differences
+from kpreg.training.checkpoint import (
+    CheckpointMismatchError,
+    check_state_dict_compatible,
+    identity_differences,
+)
 from kpreg.training.module import KeypointModule
 from kpreg.training.schedules import WarmupCosine
 
