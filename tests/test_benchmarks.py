@@ -66,3 +66,13 @@ def test_fair_coco_score_quick(tmp_path: Path) -> None:
     assert calibrated["instance score / box score, good boxes"] > 0.9
     assert calibrated["instance score / box score, false positives"] < 0.5
     assert calibrated["AP"] > result["box_score_only"]["AP"] > raw["AP"]
+
+
+def test_oks_loss_reach_quick(tmp_path: Path) -> None:
+    """The head keypoints (MPII-layout sigma 0.026) start many more OKS tolerances away than the shoulders (0.179)."""
+    stdout, result = run_benchmark("oks_loss_reach.py", tmp_path)
+    assert "|---" in stdout and result["samples"] == 200
+    rows = result["keypoints"]
+    assert rows["head_top"]["tolerances"] > 3 * rows["r_shoulder"]["tolerances"]
+    assert rows["head_top"]["weak_share"] > rows["r_shoulder"]["weak_share"]
+    assert 0.0 < result["all"]["weak_share"] < 1.0
