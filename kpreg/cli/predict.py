@@ -46,7 +46,7 @@ from rich.console import Console
 
 from kpreg.formats.deeplabcut import DLCTableWriter
 from kpreg.inference.boxes import BoxError, BoxSelector, Detections, load_detections
-from kpreg.inference.filtering import filter_keypoints
+from kpreg.inference.filtering import DEFAULT_MIN_CONFIDENCE, filter_keypoints
 from kpreg.inference.predictor import Prediction, Predictor
 from kpreg.inference.render import draw_predictions
 from kpreg.inference.runtimes import BACKENDS
@@ -87,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, help="output folder")
     out.add_argument("--draw", action="store_true", help="draw predictions: drawn/ images, or an annotated MP4")
-    out.add_argument("--min-confidence", type=float, default=0.3,
-                     help="drawing hides keypoints below this confidence (DeepLabCut's pcutoff)")
+    out.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
+                     help="drawing hides keypoints below this confidence (DeepLabCut's pcutoff; 0.5: more likely "
+                          "right than wrong for a calibrated model)")
     out.add_argument("--filter-output", action="store_true",
                      help="also blank keypoints below --min-confidence in predictions.json (COCO's absent 0,0,0) "
                           "and predictions.csv (empty cells); by default the files keep every keypoint")
