@@ -93,6 +93,6 @@ def test_the_calibration_map_travels_in_the_exported_file(tiny_checkpoint: Path,
                               "--no-check")
     assert code == 0, err
     exported, reference = kpreg.load(tmp_path / "c.pt"), kpreg.load(ckpt, device="cpu")
-    assert exported.confidence_map.calibrated
+    assert exported.calibrated and "calibrated P(correct)" in exported.describe()
     image = render_figure(3, 1, 32, True).image
     np.testing.assert_allclose(exported.predict(image).confidence, reference.predict(image).confidence, atol=1e-5)
