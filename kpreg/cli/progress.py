@@ -21,6 +21,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
+MIN_STEADY_SECONDS = 1.0  # a steady-state rate needs at least this long after the first frame
+
+
 def _duration(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
 
@@ -45,6 +48,7 @@ class FrameProgress:
         self.total = total or None
         self.every_n_seconds = every_n_seconds
         self.done = 0
+        self._start = time.monotonic()
         self._first: float | None = None  # when the first frame was done
         self._first_count = 0
         self._last_print = 0.0
@@ -61,9 +65,15 @@ class FrameProgress:
 
     @property
     def frames_per_second(self) -> float:
-        if self._first is None or self.done <= self._first_count:
+        """Frames per second after the first frame (loading and warm-up left out), once that span is long enough
+        to mean something; before that (e.g. a short clip whose frames all come out of one batch) over the whole
+        run since the bar was created."""
+        now = time.monotonic()
+        if self._first is None:
             return 0.0
-        return (self.done - self._first_count) / max(time.monotonic() - self._first, 1e-9)
+        if now - self._first >= MIN_STEADY_SECONDS and self.done > self._first_count:
+            return (self.done - self._first_count) / (now - self._first)
+        return self.done / max(now - self._start, 1e-9)
 
     def update(self, frames: int = 1) -> None:
         now = time.monotonic()

@@ -32,6 +32,19 @@ def test_plain_lines_count_frames_per_second_from_the_first_frame(monkeypatch: p
     assert out.getvalue().splitlines()[-1] == "predicted 50 frames  8.0 frames/s"  # what was done, no total
 
 
+def test_a_short_run_is_timed_from_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 frames out of one batch 2 s after the start: 10 frames/s, not the microseconds between them."""
+    clock = Clock()
+    monkeypatch.setattr(progress_module.time, "monotonic", clock)
+    out = io.StringIO()
+    with FrameProgress(20, every_n_seconds=5.0, stream=out) as bar:
+        clock.now += 2.0
+        for _ in range(20):
+            bar.update()
+            clock.now += 1e-5
+    assert out.getvalue().splitlines()[-1] == "predicted 20 frames  10.0 frames/s"
+
+
 def test_unknown_total_and_other_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     with FrameProgress(None, mode="lines", every_n_seconds=0.0, stream=out) as bar:
