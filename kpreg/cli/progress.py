@@ -20,7 +20,6 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-
 MIN_STEADY_SECONDS = 1.0  # a steady-state rate needs at least this long after the first frame
 
 
