@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,3 +38,15 @@ def run_script(script: str, *args: str, timeout: int = 240) -> subprocess.Comple
     return subprocess.run(
         [sys.executable, script, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_in_process(main: Callable[[Sequence[str]], None], capsys: pytest.CaptureFixture[str],
+                   *args: str) -> tuple[int, str, str]:
+    """An entry point's ``main`` in this process → (exit code, stdout, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_in_process
 
 import kpreg
 from kpreg.cli.export import main as export_main
@@ -27,13 +28,7 @@ FORMATS = [
 
 
 def run_export(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        export_main(list(args))
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_in_process(export_main, capsys, *args)
 
 
 @pytest.mark.parametrize(("fmt", "name"), FORMATS)

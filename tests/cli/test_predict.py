@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import run_script
+from cli_helpers import run_in_process, run_script
 
 import kpreg
 from kpreg.cli import evaluate_main
@@ -181,14 +181,7 @@ def test_video_end_to_end_with_drawn_mp4(video: Path, tiny_checkpoint: Path, tmp
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """predict.py's entry point in this process → (exit code, stdout, stderr)."""
-    try:
-        predict_main(list(args))
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_in_process(predict_main, capsys, *args)
 
 
 def test_several_boxes_per_frame_from_a_csv(
