@@ -176,7 +176,8 @@ def main() -> None:
         }
         # PyTorch's default follows the run's memory layout (the demo's: channels_last); NCHW is plain PyTorch.
         plain = rebuild(args.ckpt)
-        nchw = Predictor(TorchRuntime(plain.inference_model(plain.info.flip_test), "cpu", channels_last=False),
+        plain.network.channels_last = False
+        nchw = Predictor(TorchRuntime(plain.network.to(memory_format=torch.contiguous_format), "cpu"),
                          plain.info, args.batch)
         crops = decoded_crops(models["PyTorch"], long_video)
         # Parity on the video's real crops, the trained model (the per-head table of export_parity.py uses random

@@ -25,7 +25,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.plugins.layer_sync import LayerSync
 
-from kpreg.compare.run_logging import RunLogging, plain
+from kpreg.compare.run_logging import RunLogging, flat_run_config, plain
 from kpreg.data.datamodule import KeypointDataModule
 from kpreg.training.callbacks import AtomicCheckpointIO, LastCheckpoint, TimmSyncBatchNorm
 from kpreg.training.module import KeypointModule
@@ -69,8 +69,9 @@ def use_wandb_offline_without_credentials() -> None:
 
 
 class RunDirConfigSaver(SaveConfigCallback):
-    """Save the resolved config as ``<trainer.default_root_dir>/config.yaml`` (overwritten on resume),
-    the file that ``evaluate.py --config`` takes."""
+    """The run's resolved config: saved as ``<trainer.default_root_dir>/config.yaml`` (overwritten on resume, the
+    file that ``evaluate.py --config`` takes), recorded in every checkpoint (``checkpoint["kpreg"]["config"]``) and
+    given to wandb as flat config columns."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if trainer.is_global_zero:
@@ -78,6 +79,20 @@ class RunDirConfigSaver(SaveConfigCallback):
             run_dir.mkdir(parents=True, exist_ok=True)
             self.parser.save(self.config, run_dir / "config.yaml", skip_none=False, overwrite=True,
                              multifile=False)
+            self.save_config(trainer, pl_module, stage)
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        logger = RunLogging.wandb_logger(trainer)
+        if logger is None:
+            return
+        config = plain(self.config.as_dict())
+        flat = flat_run_config(config)
+        h, w = pl_module.input_size
+        flat.update({"input_size": f"{h}x{w}", "num_keypoints": pl_module.num_keypoints, "cli": config})
+        logger.experiment.config.update(flat, allow_val_change=True)  # allow_val_change: a resumed run sets them again
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        checkpoint.setdefault("kpreg", {})["config"] = plain(self.config.as_dict())
 
 
 def _short(class_path: Any) -> str:
@@ -112,9 +127,8 @@ def head_tag(head_config: Any) -> str:
 class KpregCLI(LightningCLI):
     """LightningCLI with kpreg's links, checkpointing defaults, run directory, logger and progress display."""
 
-    def __init__(self, *args: Any, evaluate: bool = False, flip_override: bool | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, evaluate: bool = False, **kwargs: Any) -> None:
         self.evaluate = evaluate
-        self.flip_override = flip_override
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -147,6 +161,12 @@ class KpregCLI(LightningCLI):
             parser.add_argument("--json", type=str | None, default=None, help="write the metrics here")
             parser.add_argument("--predictions_dir", type=str | None, default=None,
                                 help="where predictions are written (default: beside --json, or the run dir)")
+            parser.add_argument("--flip", type=bool | None, nargs="?", const=True, default=None,
+                                help="flip test on / off (default: the run's model.flip_test)")
+            parser.add_argument("--no-flip", dest="flip", action="store_const", const=False, help="--flip false")
+            parser.add_argument("--calibrate", type=bool, nargs="?", const=True, default=False,
+                                help="fit a new confidence calibration on the evaluated split (calibration.json, "
+                                     "calibrated.ckpt)")
 
     def before_instantiate_classes(self) -> None:
         config = self.config
@@ -162,8 +182,8 @@ class KpregCLI(LightningCLI):
             config.checkpoint.mode = "max" if higher else "min"
         if self.evaluate:
             config.trainer.logger = False  # evaluation must not open a new experiment-tracker run
-            if self.flip_override is not None:  # an explicit --flip / --no-flip beats the run's config
-                config.model.flip_test = self.flip_override
+            if config.flip is not None:  # an explicit --flip / --no-flip beats the run's config
+                config.model.flip_test = config.flip
             return
         use_wandb_offline_without_credentials()
         logger = config.trainer.logger
@@ -190,14 +210,6 @@ class KpregCLI(LightningCLI):
             kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), bar]
         return super().instantiate_trainer(plugins=plugins, **kwargs)
 
-    def instantiate_classes(self) -> None:
-        super().instantiate_classes()
-        run_config = plain(self.config.as_dict())
-        self.model.run_config = run_config  # type: ignore[attr-defined]
-        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
-            if isinstance(callback, RunLogging):
-                callback.run_config = run_config
-
 
 def progress_display() -> Any:
     """Plain progress lines when standard output is not a terminal (log files, SLURM, CI); ``None`` keeps
@@ -208,7 +220,7 @@ def progress_display() -> Any:
     return None
 
 
-def make_cli(args: Sequence[str], evaluate: bool, flip_override: bool | None = None) -> KpregCLI:
+def make_cli(args: Sequence[str], evaluate: bool) -> KpregCLI:
     return KpregCLI(
         KeypointModule,
         KeypointDataModule,
@@ -218,6 +230,5 @@ def make_cli(args: Sequence[str], evaluate: bool, flip_override: bool | None = N
         run=False,
         args=list(args),
         evaluate=evaluate,
-        flip_override=flip_override,
         trainer_defaults={"enable_progress_bar": os.environ.get("KPREG_PROGRESS") != "none"},
     )

@@ -91,7 +91,6 @@ class RunLogging(Callback):
         self.image_every_n_val = image_every_n_val
         self.num_images = num_images
         self.profile = profile
-        self.run_config: dict[str, Any] = {}  # the resolved CLI config, set by the CLI after parsing
         self._validations = 0
 
     # ---- helpers -----------------------------------------------------------------------------------
@@ -120,18 +119,12 @@ class RunLogging(Callback):
         logger = self.wandb_logger(trainer)
         if logger is None:
             return
-        run = logger.experiment
-        flat = flat_run_config(self.run_config)
-        h, w = pl_module.input_size
-        flat["input_size"] = f"{h}x{w}"
-        flat["num_keypoints"] = pl_module.num_keypoints
-        flat["cli"] = plain(self.run_config)
-        run.config.update(flat, allow_val_change=True)  # allow_val_change: a resumed run sets them again
+        run = logger.experiment  # the run's config columns are the CLI's (kpreg.cli.lightning.RunDirConfigSaver)
         run.summary.update({f"model/{k}": v for k, v in profile.items()})
         # The best epoch, not the last, is what a comparison table of runs should show; the direction of val/score
         # is the primary metric's (the metric contract), the pixel error is always lower-is-better.
-        metric = getattr(pl_module, "val_metric", None)
-        higher = metric.higher_is_better if metric is not None else True
+        evaluator = getattr(pl_module, "evaluator", None)
+        higher = evaluator.metrics.higher_is_better if evaluator is not None else True
         for key, goal in (("val/score", "max" if higher else "min"), ("val/MeanError", "min")):
             run.define_metric(key, summary=goal)
 
@@ -144,7 +137,8 @@ class RunLogging(Callback):
             return
         import wandb
 
-        curve = getattr(pl_module, "metric_curves", {}).get("val")
+        result = getattr(pl_module, "results", {}).get("val")
+        curve = None if result is None else result.curve
         if curve is not None:
             table = wandb.Table(columns=["threshold", "PCK"], data=[list(r) for r in zip(curve["thresholds"], curve["pck"])])
             chart = wandb.plot.line(table, "threshold", "PCK",
@@ -180,8 +174,9 @@ class RunLogging(Callback):
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
-            raw, coords, _ = pl_module.predict_coords(images)  # coords (N, K, 2) x,y input pixels
-            maps = pl_module.head.heatmaps(raw)  # (N, K, h, w) or None
+            out = pl_module.network.run(images, with_spread=False)
+            coords = out.coords  # (N, K, 2) x,y input pixels
+            maps = pl_module.head.heatmaps(out.raw)  # (N, K, h, w) or None
             summed = None if maps is None else maps.float().sum(dim=1, keepdim=True)  # (N, 1, h, w)
             if summed is not None:
                 summed = F.interpolate(summed, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

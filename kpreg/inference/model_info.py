@@ -62,7 +62,7 @@ class ModelInfo:
             raise ModelInfoError(f"{source}: the checkpoint's model record lacks {missing}")
         k = int(record["num_keypoints"])
         names = record.get("keypoint_names") or [f"keypoint_{i}" for i in range(k)]
-        model_config = (record.get("config") or {}).get("model") or {}
+        settings = record.get("network") or {}
         head = str(record["head"].get("class_path", "")).rsplit(".", 1)[-1]
         return cls(
             keypoint_names=_names(names, k, source),
@@ -73,7 +73,7 @@ class ModelInfo:
             backbone=str(record["backbone"]),
             # As evaluate.py: the run's model.flip_test (KeypointModule's default: on), but not on data without
             # left/right pairs, where evaluate.py refuses it unless forced (a mirrored figure is another figure)
-            flip_test=bool(model_config.get("flip_test", True)) and bool(record.get("flip_pairs")),
+            flip_test=bool(settings.get("flip_test", True)) and bool(record.get("flip_pairs")),
             calibration=record.get("calibration"),
         )
 

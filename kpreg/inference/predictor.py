@@ -137,10 +137,8 @@ class Predictor:
         """The checkpoint's network in PyTorch; ``config`` (optional) is checked against the checkpoint."""
         from kpreg.inference.rebuild import rebuild  # imports timm; kept off the exported-model path
 
-        model = rebuild(ckpt, config)
-        flip_test = model.info.flip_test if flip is None else bool(flip)
-        runtime = TorchRuntime(model.inference_model(flip_test), device, channels_last=model.channels_last)
-        return cls(runtime, model.info, batch_size, padding)
+        model = rebuild(ckpt, config, flip_test=flip)
+        return cls(TorchRuntime(model.network, device), model.info, batch_size, padding)
 
     @classmethod
     def from_exported(

@@ -4,6 +4,8 @@ where the sample's scale is a head size (MPII, synthetic), pycocotools' OKS AP w
 
 from __future__ import annotations
 
+from typing import Any
+
 from kpreg.formats.layout import EvaluationSpec
 from kpreg.metrics.contract import DatasetMetric, KeypointMetrics
 from kpreg.metrics.contract import higher_is_better as _higher_is_better
@@ -25,8 +27,9 @@ def higher_is_better(key: str) -> bool | None:
     return _higher_is_better(key, _classes())
 
 
-def build_metrics(spec: EvaluationSpec) -> KeypointMetrics:
-    """The metrics of a dataset: PCKh first where defined (its table leads), then OKS AP, then pixel error / PCK."""
+def build_metrics(spec: EvaluationSpec, **metric_kwargs: Any) -> KeypointMetrics:
+    """The metrics of a dataset: PCKh first where defined (its table leads), then OKS AP, then pixel error / PCK.
+    ``metric_kwargs`` go to every torchmetrics ``Metric`` (e.g. ``sync_on_compute=False``)."""
     from kpreg.metrics.oks import OKSAP
     from kpreg.metrics.pckh import PCKh
     from kpreg.metrics.pixel import PixelMetrics
@@ -34,10 +37,11 @@ def build_metrics(spec: EvaluationSpec) -> KeypointMetrics:
     names = spec.layout.names
     metrics: list[DatasetMetric] = []
     if spec.scale == "head":
-        metrics.append(PCKh(joint_names=names, groups=spec.pckh_groups, mean_joints=spec.pckh_mean_joints))
+        metrics.append(PCKh(joint_names=names, groups=spec.pckh_groups, mean_joints=spec.pckh_mean_joints,
+                            **metric_kwargs))
     if spec.coco_gt is not None:
-        metrics.append(OKSAP(spec.coco_gt, sigmas=list(spec.layout.sigmas) or None, **spec.oks))
-    metrics.append(PixelMetrics(names))
+        metrics.append(OKSAP(spec.coco_gt, sigmas=list(spec.layout.sigmas) or None, **spec.oks, **metric_kwargs))
+    metrics.append(PixelMetrics(names, **metric_kwargs))
     return KeypointMetrics(metrics, primary=spec.primary, title=spec.title)
 
 

@@ -42,7 +42,7 @@ def figures(n: int, size: int = SIZE) -> list[np.ndarray]:
 
 def by_hand(tiny_checkpoint: Path, images: list[np.ndarray], flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The network on the images themselves (evaluation's crop of a synthetic sample is the image)."""
-    model = rebuild(tiny_checkpoint).inference_model(flip)
+    model = rebuild(tiny_checkpoint, flip_test=flip).network
     with torch.no_grad():
         coords, conf = model(torch.stack([image_to_tensor(im) for im in images]))
     return coords.double().numpy(), conf.numpy()

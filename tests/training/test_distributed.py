@@ -45,7 +45,8 @@ def _evaluate(run_dir: Path, out: Path, *extra: str) -> dict[str, float]:
 def test_ddp_validation_and_evaluation_equal_single_process(ddp_run: Path, tmp_path: Path) -> None:
     assert load_checkpoint(ddp_run / "checkpoints" / "last.ckpt")["global_step"] == 6  # 48 / (4 × 2)
     single = _evaluate(ddp_run, tmp_path / "single")
-    ddp = _evaluate(ddp_run, tmp_path / "ddp", *DDP)
+    ddp = _evaluate(ddp_run, tmp_path / "ddp", *DDP, "--trainer.callbacks+=collective_counter.CollectiveCounter",
+                    "--trainer.callbacks.out", str(tmp_path / "ddp"))
 
     # Validation during DDP training (logged as float32) == single-process evaluation of the same weights.
     logged = final_val_metrics(ddp_run)
@@ -57,6 +58,12 @@ def test_ddp_validation_and_evaluation_equal_single_process(ddp_run: Path, tmp_p
     assert ddp.keys() == single.keys()
     for key, value in single.items():
         assert ddp[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
+
+    # The evaluation table travels once: one all_gather of every process's packed rows, nothing pickled.
+    for rank in (0, 1):
+        counts = json.loads((tmp_path / "ddp" / f"collectives-rank{rank}.json").read_text())
+        assert counts.get("all_gather") == 1 and not counts.get("all_gather_object"), counts
+        assert not counts.get("all_gather_into_tensor") and not counts.get("gather_object"), counts
 
     # Predictions: gathered from both ranks, one row per sample, in dataset order, written once.
     p_single = json.loads((tmp_path / "single" / "predictions.json").read_text())["predictions"]
