@@ -135,7 +135,7 @@ class COCODataModule(KeypointDataModule):
     ``area`` (else 0.53 × box area): pixel error, PCK and the uncertainty figures are box-relative here.
     """
 
-    default_primary_metric = "AP"
+    metric_families = ("oks", "pixel")
     scale_kind = "box"
 
     def __init__(
@@ -441,6 +441,7 @@ class COCODataModule(KeypointDataModule):
             layout=self.layout,
             scale="box",
             primary=self.primary_metric,
+            families=self.metric_families,
             title=f"{self.category.name or 'COCO'} keypoints, {boxes}",
             coco_gt=self.coco_gt(),
             oks={"use_nms": self.use_nms, "nms_thr": self.nms_thr, "kp_score_thr": self.kp_score_thr,

@@ -29,7 +29,7 @@ from kpreg.data.samplers import (
     ResumableTrainSampler,
     padded_eval_length,
 )
-from kpreg.formats.layout import EvaluationSpec, KeypointLayout, ScaleKind
+from kpreg.formats.layout import EvaluationSpec, KeypointLayout, MetricFamily, ScaleKind
 from kpreg.formats.oks import instance_score
 from kpreg.formats.predictions import write_predictions
 
@@ -77,9 +77,9 @@ class KeypointDataModule(pl.LightningDataModule):
     num_workers: loader processes (0 = load in the main process).
     pin_memory: page-locked host memory for faster host → GPU copies.
     persistent_workers: keep loader processes alive between epochs.
-    primary_metric: the metric key that selects the best checkpoint (``None``: the dataset's default, e.g. PCKh
-        ``Mean`` on MPII, ``AP`` on COCO, ``MeanError`` on DeepLabCut projects). Any key the dataset's metrics
-        report is allowed, e.g. ``MeanError`` (pixels, lower is better) or ``PCK@0.1``; checkpointing follows its
+    primary_metric: the metric key that selects the best checkpoint (``None``: the primary key of the first of the
+        dataset's ``metric_families``: PCKh's on MPII, OKS AP's on COCO, the pixel error's on DeepLabCut projects).
+        Any key the dataset's metrics report is allowed (``evaluate.py`` prints them); checkpointing follows its
         direction.
     """
 
@@ -88,7 +88,9 @@ class KeypointDataModule(pl.LightningDataModule):
     skeleton: list[tuple[int, int]]
     sigmas: list[float]  # OKS sigmas per keypoint (COCOeval units)
     kp_score_thr: float = 0.2  # keypoint confidence above which it counts in the instance score (formats.oks)
-    default_primary_metric: ClassVar[str] = "MeanError"
+    # The metrics it is scored with, in table order (kpreg.formats.layout.MetricFamily); the first one's primary key
+    # is the default primary metric.
+    metric_families: ClassVar[tuple[MetricFamily, ...]] = ("pixel",)
     scale_kind: ClassVar[ScaleKind] = "box"  # what meta.norm_length is (kpreg.formats.layout)
     title: ClassVar[str] = "validation"
 
@@ -105,7 +107,7 @@ class KeypointDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
-        self.primary_metric = primary_metric or self.default_primary_metric
+        self.primary_metric = primary_metric or None
         self.datasets: dict[str, Dataset] = {}
         # Class-level keypoint layouts (MPII's, the synthetic data's) are copied per instance: the CLI links these
         # lists into the model, and nothing done to an instance's copy may change the class's.
@@ -205,7 +207,7 @@ class KeypointDataModule(pl.LightningDataModule):
     def evaluation(self) -> EvaluationSpec:
         """How this dataset is evaluated (``kpreg.metrics.build_metrics`` builds its metrics from this)."""
         return EvaluationSpec(layout=self.layout, scale=self.scale_kind, primary=self.primary_metric,
-                              title=self.title)
+                              title=self.title, families=self.metric_families)
 
     # ---- predictions -------------------------------------------------------------------------------
     def write_predictions(

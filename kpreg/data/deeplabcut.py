@@ -25,7 +25,7 @@ One sample is one labelled frame (single animal: one instance per frame), croppe
 * **keypoints**: names from the tables' header; flip pairs inferred from left/right in the names (``leftear`` /
   ``rightear``) or given; the skeleton given, else read from the project's ``config.yaml``; OKS sigmas given, else
   ``default_sigma`` for every keypoint. The validation frames form an in-memory COCO ground truth, so OKS AP is
-  reported beside the pixel errors (primary: ``MeanError``, lower is better).
+  reported beside the pixel errors (primary: the mean pixel error, lower is better).
 
 Bad input is one error naming the file and the line (``DLCFormatError``, from the reader: a wrong header, an
 ``individuals`` row (multi-animal), a duplicated image, a missing image, a keypoint outside its image) or the
@@ -135,10 +135,10 @@ class DeepLabCutDataModule(KeypointDataModule):
             pairs).
         use_nms / nms_thr / kp_score_thr: the OKS AP metric's options (one instance per frame: NMS changes nothing).
         batch_size / num_workers / pin_memory / persistent_workers / primary_metric: see ``KeypointDataModule``
-            (primary default ``MeanError``, pixels, lower is better).
+            (primary default: the mean pixel error, lower is better).
     """
 
-    default_primary_metric = "MeanError"
+    metric_families = ("pixel", "oks")  # pixel errors lead: what a lab judges its tracking by
     scale_kind = "box"
 
     def __init__(
@@ -335,6 +335,7 @@ class DeepLabCutDataModule(KeypointDataModule):
             layout=self.layout,
             scale="box",
             primary=self.primary_metric,
+            families=self.metric_families,
             title=f"DeepLabCut {self.task}, validation frames, {box}",
             coco_gt=self.coco_gt(),
             oks={"use_nms": self.use_nms, "nms_thr": self.nms_thr, "kp_score_thr": self.kp_score_thr,

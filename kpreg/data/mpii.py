@@ -110,7 +110,7 @@ class MPIIDataModule(KeypointDataModule):
     flip_pairs = [tuple(p) for p in MPII_FLIP_PAIRS]
     skeleton = [tuple(e) for e in MPII_SKELETON]
     sigmas = list(MPII_SIGMAS)
-    default_primary_metric = "Mean"
+    metric_families = ("pckh", "pixel")
     scale_kind = "head"
     title = "MPII validation"
 
