@@ -11,9 +11,10 @@ image file name) — kept above ``--score-thr``. Several boxes of one frame are 
 
 Outputs in ``--out``:
 
-* ``predictions.json``: COCO keypoint results ``[{image_id, category_id, keypoints: [x, y, confidence]*K,
-  score, file_name, frame_index}]``, every instance, image pixels; ``evaluate.py score`` reads it. ``image_id``
-  is the detections file's id, else the id of the file name in ``--images-file``, else the frame index.
+* ``predictions.json``: every instance in the schema ``evaluate.py`` writes too (``kpreg.formats.predictions``): COCO
+  keypoint results ``[{image_id, category_id, keypoints: [x, y, confidence]*K, score, file_name, frame_index,
+  index}]``, image pixels; ``evaluate.py score`` reads it. ``image_id`` is the detections file's id, else the id of
+  the file name in ``--images-file``, else the frame index.
 * ``predictions.csv``: DeepLabCut's table (``scorer`` / ``bodyparts`` / ``coords`` header rows, ``x, y,
   likelihood`` per keypoint), one row per frame (video) or image, indexed by frame number or file name. It
   holds one instance per row — the frame's highest-scoring one — as DeepLabCut's single-animal tables do; a

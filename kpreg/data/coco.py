@@ -58,6 +58,7 @@ from kpreg.formats.coco import (
     validate_coco_keypoints,
     write_results_json,
 )
+from kpreg.formats.detections import read_coco_detections
 from kpreg.formats.files import read_json
 from kpreg.formats.layout import EvaluationSpec
 from kpreg.formats.oks import make_results
@@ -349,34 +350,29 @@ class COCODataModule(KeypointDataModule):
         assert self.bbox_file is not None
         path, gt_path = self.bbox_file, self._ann_path("val")
         images = read_images(self._load("val"), gt_path, DataError)
-        dets = read_json(path, "bbox_file", DataError)
-        if not isinstance(dets, list):
-            raise DataError(f"{path}: a detection results file holds a JSON list, got {type(dets).__name__}")
+        detections, _ = read_coco_detections(path, "bbox_file", DataError)
         report = SplitReport("COCO", "val/test (detected boxes)", str(path))
         aspect = self._input_size[1] / self._input_size[0]
         k = self.num_keypoints
         records: list[PersonRecord] = []
-        for n, det in enumerate(dets):
-            missing = [key for key in ("image_id", "category_id", "bbox", "score") if key not in det]
-            if missing:
-                raise DataError(f"{path}: entry {n} (image_id {det.get('image_id')!r}) lacks {missing}")
-            if det["category_id"] != self.det_category_id:
+        for det in detections:
+            if det.image_id is None:
+                raise DataError(f"{path}: entry {det.entry} names no image_id (a bbox_file names the images of "
+                                f"{gt_path} by their ids)")
+            if det.category_id != self.det_category_id:
                 report.skipped[f"detection(s) of other categories than {self.det_category_id}"] += 1
                 continue
-            score = float(det["score"])
-            if not score >= self.det_score_thr:  # also drops NaN scores
+            if not det.score >= self.det_score_thr:  # also drops NaN scores
                 report.skipped[f"detection(s) scoring below det_score_thr={self.det_score_thr}"] += 1
                 continue
-            img = images.get(det["image_id"])
+            img = images.get(det.image_id)
             if img is None:
-                raise DataError(
-                    f"{path}: entry {n} has image_id {det['image_id']!r}, which is not in {gt_path}"
-                )
-            if _zero_size(det):
+                raise DataError(f"{path}: entry {det.entry} has image_id {det.image_id!r}, which is not in {gt_path}")
+            if det.box[2] <= 0 or det.box[3] <= 0:
                 report.skipped["detection(s) with a zero or negative size box"] += 1
                 continue
-            center, size = box_to_center_size(det["bbox"], aspect, self.padding)
-            det_w, det_h = float(det["bbox"][2]), float(det["bbox"][3])
+            center, size = box_to_center_size(list(det.box), aspect, self.padding)
+            det_w, det_h = det.box[2], det.box[3]
             records.append(
                 PersonRecord(
                     image_path=str(self.val_images / img.file_name),  # type: ignore[operator]
@@ -387,7 +383,7 @@ class COCODataModule(KeypointDataModule):
                     norm_length=max(det_w, det_h),
                     instance_size=max(det_w, det_h),
                     area=BOX_AREA_FACTOR * det_w * det_h,
-                    extra={"image_id": img.id, "box_score": score, "nms_area": float(size[0] * size[1])},
+                    extra={"image_id": img.id, "box_score": det.score, "nms_area": float(size[0] * size[1])},
                 )
             )
         report.samples, report.images = len(records), len({r.extra["image_id"] for r in records})

@@ -1,4 +1,5 @@
-"""Detections files: the person boxes of each frame, read for ``predict.py --detections``.
+"""Detections files: the person boxes of each frame, read for ``predict.py --detections`` (``load_detections``)
+and for the COCO datamodule's ``bbox_file`` (``read_coco_detections``, the entries of a COCO detection JSON).
 
 Boxes are COCO ``[x, y, w, h]``: top-left *edge* and size, original pixels. Three layouts:
 
@@ -116,48 +117,77 @@ def load_detections(
 
 
 # ---- JSON ----------------------------------------------------------------------------------------------
-def _load_json(path: Path, score_thr: float, category_id: int | None, images_file: str | Path | None) -> Detections:
-    data = read_json(path, "detections file", BoxError)
-    id_to_name: dict[int, str] | None = None
+@dataclass(frozen=True)
+class Detection:
+    """One entry of a COCO detection JSON, checked: the image it names, its category, its box and score."""
+
+    entry: int  # position in the file, for messages
+    image_id: int | None  # None where the entry names a file instead
+    file_name: str | None
+    category_id: Any
+    box: tuple[float, float, float, float]  # x, y, w, h: top-left edge and size, original pixels (finite)
+    score: float
+
+
+def read_coco_detections(
+    path: str | Path, what: str = "detections file", error: type[ValueError] = BoxError
+) -> tuple[list[Detection], dict[int, str] | None]:
+    """The entries of a COCO detection JSON (a list) or of a COCO file's ``annotations`` (an annotation without a
+    ``score`` scores 1), each checked (an image id or file name, a score, four finite box numbers), and, for a COCO
+    file, its ``images`` map id → file name (else None). ``error`` is the class raised, naming the file and entry."""
+    data = read_json(path, what, error)
+    images: dict[int, str] | None = None
     default_score: float | None = None
     if isinstance(data, dict):
         if not isinstance(data.get("annotations"), list) or not isinstance(data.get("images"), list):
-            raise BoxError(f"{path}: a COCO JSON object needs 'images' and 'annotations' lists")
-        entries, id_to_name, default_score = data["annotations"], _image_names(data, path), 1.0
+            raise error(f"{path}: a COCO JSON object needs 'images' and 'annotations' lists")
+        entries, images, default_score = data["annotations"], _image_names(data, Path(path), error), 1.0
     elif isinstance(data, list):
         entries = data
     else:
-        raise BoxError(f"{path}: expected a JSON list of detections, got {type(data).__name__}")
+        raise error(f"{path}: expected a JSON list of detections, got {type(data).__name__}")
+    out: list[Detection] = []
+    for n, det in enumerate(entries):
+        if not isinstance(det, dict):
+            raise error(f"{path}: entry {n} is not an object")
+        if "file_name" not in det and "image_id" not in det:
+            raise error(f"{path}: entry {n} has neither file_name nor image_id")
+        image_id = det.get("image_id")
+        if image_id is not None and (not isinstance(image_id, int) or isinstance(image_id, bool)):
+            raise error(f"{path}: entry {n} has image_id {image_id!r}; COCO image ids are integers")
+        score = _number(det.get("score", default_score), path, f"entry {n} score", error)
+        box = _box(det.get("bbox"), path, f"entry {n}", error)
+        file_name = str(det["file_name"]) if "file_name" in det else None
+        out.append(Detection(n, image_id, file_name, det.get("category_id"), box, score))
+    return out, images
+
+
+def _load_json(path: Path, score_thr: float, category_id: int | None, images_file: str | Path | None) -> Detections:
+    entries, id_to_name = read_coco_detections(path)
     if images_file is not None:
         id_to_name = _image_names(read_json(images_file, "images file", BoxError), Path(images_file))
     report = DetectionsReport(str(path), entries=len(entries))
     by_key: dict[Key, list[Box]] = {}
-    for n, det in enumerate(entries):
-        if not isinstance(det, dict):
-            raise BoxError(f"{path}: entry {n} is not an object")
-        if "file_name" in det:
-            key, image_id = str(det["file_name"]), det.get("image_id")
-        elif "image_id" in det:
-            if id_to_name is None:
-                raise BoxError(f"{path}: entry {n} names image_id {det['image_id']!r} but no file: pass "
-                               "images_file (a COCO JSON whose 'images' list maps ids to file names)")
-            if det["image_id"] not in id_to_name:
-                raise BoxError(f"{path}: entry {n} has image_id {det['image_id']!r}, which the images list lacks")
-            key, image_id = id_to_name[det["image_id"]], det["image_id"]
+    for det in entries:
+        if det.file_name is not None:
+            key = det.file_name
+        elif id_to_name is None:
+            raise BoxError(f"{path}: entry {det.entry} names image_id {det.image_id!r} but no file: pass "
+                           "images_file (a COCO JSON whose 'images' list maps ids to file names)")
+        elif det.image_id not in id_to_name:
+            raise BoxError(f"{path}: entry {det.entry} has image_id {det.image_id!r}, which the images list lacks")
         else:
-            raise BoxError(f"{path}: entry {n} has neither file_name nor image_id")
-        if category_id is not None and det.get("category_id") != category_id:
+            key = id_to_name[det.image_id]  # type: ignore[index]
+        if category_id is not None and det.category_id != category_id:
             report.dropped[f"of another category than {category_id}"] += 1
             continue
-        score = _number(det.get("score", default_score), path, f"entry {n} score")
-        box = _box(det.get("bbox"), path, f"entry {n}")
-        _keep(by_key, key, box, score, None if image_id is None else int(image_id), score_thr, report)
+        _keep(by_key, key, det.box, det.score, det.image_id, score_thr, report)
     return Detections(by_key, "file_name", report)
 
 
-def _image_names(data: Any, path: Path) -> dict[int, str]:
+def _image_names(data: Any, path: Path, error: type[ValueError] = BoxError) -> dict[int, str]:
     """image id → file name, from the ``images`` list of a COCO file."""
-    return {i: img.file_name for i, img in read_images(data, path, BoxError).items()}
+    return {i: img.file_name for i, img in read_images(data, path, error).items()}
 
 
 # ---- CSV -----------------------------------------------------------------------------------------------
@@ -192,19 +222,19 @@ def _is_int(text: str | None) -> bool:
 
 
 # ---- shared --------------------------------------------------------------------------------------------
-def _number(value: Any, path: Path, where: str) -> float:
+def _number(value: Any, path: str | Path, where: str, error: type[ValueError] = BoxError) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise BoxError(f"{path}: {where} is not a number: {value!r}") from None
+        raise error(f"{path}: {where} is not a number: {value!r}") from None
 
 
-def _box(value: Any, path: Path, where: str) -> tuple[float, float, float, float]:
+def _box(value: Any, path: str | Path, where: str, error: type[ValueError] = BoxError) -> tuple[float, float, float, float]:
     if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 4:
-        raise BoxError(f"{path}: {where}: bbox must be four numbers [x, y, w, h], got {value!r}")
-    x, y, w, h = (_number(v, path, f"{where} bbox") for v in value)
+        raise error(f"{path}: {where}: bbox must be four numbers [x, y, w, h], got {value!r}")
+    x, y, w, h = (_number(v, path, f"{where} bbox", error) for v in value)
     if not all(math.isfinite(v) for v in (x, y, w, h)):
-        raise BoxError(f"{path}: {where}: bbox is not finite: {value!r}")
+        raise error(f"{path}: {where}: bbox is not finite: {value!r}")
     return x, y, w, h
 
 

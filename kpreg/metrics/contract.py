@@ -56,6 +56,11 @@ class Column:
         label = self.long_label or self.label
         return f"{label} ({self.unit})" if self.unit else label
 
+    @property
+    def short_header(self) -> str:
+        """The table's label with its unit, for narrow columns: ``mean (px)``, ``PCK@0.1 (%)``."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
 
 class DatasetMetric(Metric):
     """Base class of the dataset metrics (see the module docstring for the contract)."""
@@ -232,7 +237,7 @@ def per_keypoint_table(values: dict[str, float], keypoint_names: Sequence[str], 
     table.add_column("keypoint", no_wrap=True)
     shown = [c for c in columns if any(f"{c.key}/{n}" in values for n in keypoint_names)]
     for c in shown:
-        table.add_column(c.header, justify="right", no_wrap=True)
+        table.add_column(c.short_header, justify="right", no_wrap=True)
     for name in keypoint_names:
         table.add_row(name, *(format_value(values.get(f"{c.key}/{name}", math.nan), c.digits) for c in shown))
     return table

@@ -48,7 +48,7 @@ def test_per_keypoint_table_shows_the_declared_columns_with_values() -> None:
     columns = KeypointMetrics([PixelMetrics(NAMES)]).keypoint_columns
     values = {"MeanError/a": 1.234, "MeanError/b": 2.0, "PCK@0.1/a": 50.0}  # no median, no RMSE: not shown
     text = _render(per_keypoint_table(values, NAMES, columns))
-    assert "mean error (px)" in text and "PCK@0.1 (%)" in text and "median" not in text and "RMSE" not in text
+    assert "mean (px)" in text and "PCK@0.1 (%)" in text and "median" not in text and "RMSE" not in text
     assert "1.23" in text and "50.00" in text and "-" in text.splitlines()[-1]  # b has no PCK: shown as '-'
 
 
