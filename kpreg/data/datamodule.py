@@ -1,10 +1,11 @@
 """The dataset-agnostic part of every datamodule: loaders, keypoint layout, the evaluation declaration.
 
 A subclass provides the datasets (``_build_datasets``), the keypoint layout (names, flip pairs, skeleton, OKS
-sigmas), its evaluation protocol (``evaluation()``: which scale normalises errors, the primary metric, a COCO
-ground truth where there is one) and how to write predictions in its own file format. ``KeypointModule`` and the
-CLI read only what is declared here, so they never know which dataset runs; ``kpreg.metrics.build_metrics`` turns
-the declaration into metrics.
+sigmas), its evaluation protocol (``evaluation()``: which scale normalises errors, the metric families it is scored
+with, a COCO ground truth where there is one), where each evaluated sample comes from (``prediction_sources``) and its
+own predictions files (``write_dataset_predictions``) beside the ``predictions.json`` every dataset writes the same
+way. ``KeypointModule`` and the CLI read only what is declared here, so they never know which dataset runs;
+``kpreg.metrics.build_metrics`` turns the declaration into metrics.
 """
 
 from __future__ import annotations
