@@ -161,9 +161,7 @@ def report(cli: Any, config: Any, result: EvaluationResult, calibrated_checkpoin
     console.print(metric.table(metrics, title=f"{metric.title} ({flip})"))
     names = model.keypoint_names
     if len(names) <= 40:  # a per-keypoint table is useful for animals, hands, faces; not for 133 whole-body points
-        console.print(per_keypoint_table(metrics, names, [("MeanError", "mean px"), ("MedianError", "median px"),
-                                                           ("RMSE", "RMSE px"), ("PCK@0.1", "PCK@0.1"),
-                                                           ("joint", "PCKh@0.5")]))
+        console.print(per_keypoint_table(metrics, names, metric.keypoint_columns))
     if result.uncertainty:  # how well confidence / spread rank the errors (kpreg.metrics.uncertainty)
         console.print("uncertainty: " + ", ".join(f"{k} {v:.4f}" for k, v in result.uncertainty.items()))
     out_dir = Path(config.predictions_dir or (Path(config.json).parent if config.json else config.trainer.default_root_dir))

@@ -49,7 +49,7 @@ def test_report_of_a_lower_is_better_primary(study: Path) -> None:
     assert "| Head | Stride | **mean error (px)** | median error (px) |" in report  # the primary first, bold
     assert "PCK@0.1 (%)" in report and "PCK@5px (%)" in report and "| AP |" in report
     assert "lower is better" in report
-    assert "## Mean error per keypoint (px)" in report and "| snout | leftear | rightear | tailbase |" in report
+    assert "## mean error (px) per keypoint" in report and "| snout | leftear | rightear | tailbase |" in report
     for row in ("| heatmap | 4 |", "| fc | – |"):
         assert row in report
     for name in ("accuracy_vs_stride.png", "pck_vs_threshold.png", "accuracy_vs_cost.png", "predictions_grid.png"):

@@ -36,7 +36,7 @@ def test_layout_from_the_header_and_flip_pairs_from_names(project: DLCProject) -
     assert dm.flip_pairs == [(1, 2)]  # leftear / rightear
     assert dm.flip_augmentation and dm.augmentation.photometric
     assert dm.sigmas == [0.05] * 4 and dm.skeleton == []
-    assert dm.primary_metric == "MeanError"
+    assert dm.metric_families[0] == "pixel" and build_metrics(dm.evaluation()).primary == "MeanError"
     given = _dm(project, flip_pairs=[], skeleton=[["snout", "leftear"], [0, 3]], sigmas=[0.1, 0.2, 0.2, 0.3])
     assert given.flip_pairs == [] and not given.flip_augmentation  # no pairs: the default augmentation never flips
     assert given.skeleton == [(0, 1), (0, 3)] and given.sigmas == [0.1, 0.2, 0.2, 0.3]

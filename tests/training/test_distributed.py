@@ -66,8 +66,8 @@ def test_ddp_validation_and_evaluation_equal_single_process(ddp_run: Path, tmp_p
         assert not counts.get("all_gather_into_tensor") and not counts.get("gather_object"), counts
 
     # Predictions: gathered from both ranks, one row per sample, in dataset order, written once.
-    p_single = json.loads((tmp_path / "single" / "predictions.json").read_text())["predictions"]
-    p_ddp = json.loads((tmp_path / "ddp" / "predictions.json").read_text())["predictions"]
+    p_single = json.loads((tmp_path / "single" / "predictions.json").read_text())
+    p_ddp = json.loads((tmp_path / "ddp" / "predictions.json").read_text())
     assert [p["index"] for p in p_ddp] == list(range(13))
     assert p_ddp == p_single
 
