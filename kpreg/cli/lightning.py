@@ -11,7 +11,6 @@ config leaves them open, the run directory is ``runs/<dataset>/<head>[-s<stride>
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -25,8 +24,10 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.plugins.layer_sync import LayerSync
 
+from kpreg.classpath import ClassPathError, import_class_path, short_name
 from kpreg.compare.run_logging import RunLogging, plain
 from kpreg.data.datamodule import KeypointDataModule
+from kpreg.progress import progress_mode
 from kpreg.training.callbacks import AtomicCheckpointIO, LastCheckpoint, TimmSyncBatchNorm
 from kpreg.training.module import KeypointModule
 from kpreg.training.primary import primary_metric
@@ -80,13 +81,9 @@ class RunDirConfigSaver(SaveConfigCallback):
                              multifile=False)
 
 
-def _short(class_path: Any) -> str:
-    return str(class_path or "").rsplit(".", 1)[-1]
-
-
 def dataset_tag(data_class_path: Any) -> str:
     """``kpreg.data.mpii.MPIIDataModule`` → ``mpii``."""
-    name = _short(data_class_path)
+    name = short_name(data_class_path)
     for suffix in ("PoseDataModule", "DataModule"):
         if name.endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
@@ -98,12 +95,10 @@ def head_tag(head_config: Any) -> str:
     """The head's short ``name`` (``HeatmapHead.name`` = ``heatmap``), with ``-s<stride>`` when it has one."""
     class_path = head_config.get("class_path") if hasattr(head_config, "get") else None
     init_args = (head_config.get("init_args") if hasattr(head_config, "get") else None) or {}
-    name = _short(class_path).lower()
+    name = short_name(class_path).lower()
     try:
-        module_name, _, class_name = str(class_path).rpartition(".")
-        cls = getattr(importlib.import_module(module_name), class_name)
-        name = getattr(cls, "name", "") or name
-    except (ImportError, AttributeError, ValueError):
+        name = getattr(import_class_path(class_path), "name", "") or name
+    except ClassPathError:
         pass
     stride = init_args.get("output_stride") if hasattr(init_args, "get") else None
     return f"{name}-s{stride}" if stride is not None else name
@@ -201,11 +196,8 @@ class KpregCLI(LightningCLI):
 
 def progress_display() -> Any:
     """Plain progress lines when standard output is not a terminal (log files, SLURM, CI); ``None`` keeps
-    Lightning's bar. ``KPREG_PROGRESS=lines|rich|none`` forces a choice."""
-    choice = os.environ.get("KPREG_PROGRESS", "auto")
-    if choice == "lines" or (choice == "auto" and not sys.stdout.isatty()):
-        return LogLineProgress()
-    return None
+    Lightning's bar (``kpreg.progress``: how the display is chosen)."""
+    return LogLineProgress() if progress_mode(sys.stdout) == "lines" else None
 
 
 def make_cli(args: Sequence[str], evaluate: bool, flip_override: bool | None = None) -> KpregCLI:

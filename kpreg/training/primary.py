@@ -6,20 +6,19 @@ checkpoint callback's mode and a wandb sweep's goal are set before anything is b
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
+from kpreg.classpath import ClassPathError, import_class_path
 from kpreg.metrics import higher_is_better
 
 
 def primary_metric(data_class_path: str, init_args: Mapping[str, Any] | None) -> tuple[str, bool]:
     """(primary metric key, whether higher is better) for a datamodule class path and its init arguments."""
-    module_name, _, class_name = str(data_class_path).rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"data.class_path: cannot import {data_class_path!r} ({err})") from None
+        cls = import_class_path(data_class_path)
+    except ClassPathError as err:
+        raise ValueError(f"data.class_path: {err}") from None
     primary = (init_args or {}).get("primary_metric") or getattr(cls, "default_primary_metric", "MeanError")
     direction = higher_is_better(primary)
     if direction is None:
