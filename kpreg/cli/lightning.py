@@ -25,13 +25,13 @@ from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.plugins.layer_sync import LayerSync
 
 from kpreg.classpath import ClassPathError, import_class_path, short_name
-from kpreg.compare.run_logging import RunLogging, plain
 from kpreg.data.datamodule import KeypointDataModule
 from kpreg.progress import progress_mode
 from kpreg.training.callbacks import AtomicCheckpointIO, LastCheckpoint, TimmSyncBatchNorm
 from kpreg.training.module import KeypointModule
 from kpreg.training.primary import primary_metric
 from kpreg.training.progress import LogLineProgress
+from kpreg.training.run_logging import RunLogging, plain
 
 # We always pass the arguments explicitly (evaluate.py rewrites --no-flip), which LightningCLI warns about on every
 # command although nothing is wrong: that warning is noise to a user.

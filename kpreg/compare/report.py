@@ -28,8 +28,8 @@ import yaml  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from kpreg.classpath import import_class_path  # noqa: E402
-from kpreg.compare.drawing import add_pose_legend, draw_pose, new_figure  # noqa: E402
 from kpreg.metrics.contract import Column  # noqa: E402
+from kpreg.training.drawing import add_pose_legend, draw_pose, new_figure  # noqa: E402
 
 PLOT_STYLE = {"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 10,
               "axes.grid": True, "grid.alpha": 0.3}

@@ -32,9 +32,10 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_warn
 
-from kpreg.compare.drawing import add_pose_legend, draw_pose, figure_to_array, new_figure
-from kpreg.compare.profiling import profile_model
+from kpreg.classpath import short_name
 from kpreg.data.sample import tensor_to_image
+from kpreg.training.drawing import add_pose_legend, draw_pose, figure_to_array, new_figure
+from kpreg.training.profiling import profile_model
 
 
 def flat_run_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -48,23 +49,19 @@ def flat_run_config(config: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {
         "backbone": model.get("backbone"),
         "feature_index": model.get("feature_index"),
-        "head": short_class_name(head.get("class_path")),
+        "head": short_name(head.get("class_path")) or None,
         # Heads without a spatial output (FC) have no output stride: None groups them apart in dashboards.
         "output_stride": head_args.get("output_stride"),
-        "dataset": short_class_name(data.get("class_path")),
+        "dataset": short_name(data.get("class_path")) or None,
         "seed": config.get("seed_everything"),
         "batch_size": data_args.get("batch_size"),
         "max_epochs": (config.get("trainer") or {}).get("max_epochs"),
-        "optimizer": short_class_name(optimizer.get("class_path")) if isinstance(optimizer, dict) else None,
+        "optimizer": (short_name(optimizer.get("class_path")) or None) if isinstance(optimizer, dict) else None,
         "lr": (optimizer.get("init_args") or {}).get("lr") if isinstance(optimizer, dict) else None,
     }
     flat.update({f"head.{k}": v for k, v in head_args.items()})
     flat.update({f"data.{k}": v for k, v in data_args.items()})
     return flat
-
-
-def short_class_name(class_path: Any) -> str | None:
-    return str(class_path).rsplit(".", 1)[-1] if class_path else None
 
 
 def plain(value: Any) -> Any:
