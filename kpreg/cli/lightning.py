@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import CheckpointIO
@@ -77,7 +78,7 @@ class RunDirConfigSaver(SaveConfigCallback):
         if trainer.is_global_zero:
             run_dir = Path(trainer.default_root_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, run_dir / "config.yaml", skip_none=False, overwrite=True,
+            self.parser.save(self.config, run_dir / "config.yaml", skip_unset=False, overwrite=True,
                              multifile=False)
 
 
@@ -200,8 +201,9 @@ def progress_display() -> Any:
     return LogLineProgress() if progress_mode(sys.stdout) == "lines" else None
 
 
-def make_cli(args: Sequence[str], evaluate: bool, flip_override: bool | None = None) -> KpregCLI:
-    return KpregCLI(
+def make_cli(args: Sequence[str], evaluate: bool, flip_override: bool | None = None,
+             cli_class: type[KpregCLI] = KpregCLI) -> KpregCLI:
+    return cli_class(
         KeypointModule,
         KeypointDataModule,
         subclass_mode_data=True,
@@ -213,3 +215,25 @@ def make_cli(args: Sequence[str], evaluate: bool, flip_override: bool | None = N
         flip_override=flip_override,
         trainer_defaults={"enable_progress_bar": os.environ.get("KPREG_PROGRESS") != "none"},
     )
+
+
+class _ParserOnly(KpregCLI):
+    """``KpregCLI`` that builds its parser and stops there: nothing is parsed, seeded or instantiated."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self.config = Namespace(seed_everything=False)
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def train_parser() -> LightningArgumentParser:
+    """``train.py``'s parser. ``parse_args([...])`` resolves a command line (``--config`` parts merged in order,
+    then ``--key value`` overrides) to the config ``train.py`` would run, and ``dump`` writes it, without building
+    a model, a dataset or a trainer."""
+    parser = make_cli([], evaluate=False, cli_class=_ParserOnly).parser
+    parser.exit_on_error = False  # a bad command line raises ArgumentError for the caller to report
+    return parser
