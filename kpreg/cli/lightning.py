@@ -11,10 +11,8 @@ config leaves them open, the run directory is ``runs/<dataset>/<head>[-s<stride>
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.plugins.layer_sync import LayerSync
 
 from kpreg.classpath import ClassPathError, import_class_path, short_name
+from kpreg.cli.quiet import quiet_wandb
 from kpreg.data.datamodule import KeypointDataModule
 from kpreg.progress import progress_mode
 from kpreg.training.callbacks import AtomicCheckpointIO, LastCheckpoint, TimmSyncBatchNorm
@@ -33,25 +32,6 @@ from kpreg.training.module import KeypointModule
 from kpreg.training.primary import primary_metric
 from kpreg.training.progress import LogLineProgress
 from kpreg.training.run_logging import RunLogging, plain
-
-# We always pass the arguments explicitly (evaluate.py rewrites --no-flip), which LightningCLI warns about on every
-# command although nothing is wrong: that warning is noise to a user.
-warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
-# Lightning's suggestion to use more loader workers assumes idle cores; kpreg's CPU protocols choose the number.
-warnings.filterwarnings("ignore", message=r".*does not have many workers which may be a bottleneck.*")
-# A deprecation inside Lightning's own code (its pytree helper against newer torch): nothing a user can change.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
-
-
-class _DropAdvertising(logging.Filter):
-    """Lightning 2.6 advertises a cloud logger on every run; kpreg's runs already log to wandb or files."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in str(record.getMessage())
-
-
-for _name in ("pytorch_lightning", "pytorch_lightning.utilities.rank_zero", "lightning.pytorch"):
-    logging.getLogger(_name).addFilter(_DropAdvertising())
 
 LINKED_FROM_DATA = ("num_keypoints", "input_size", "flip_pairs", "keypoint_names", "skeleton", "sigmas")
 
@@ -184,7 +164,9 @@ class KpregCLI(LightningCLI):
         bar = progress_display() if trainer_config.get("enable_progress_bar") is not False else None
         if bar is not None:
             kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), bar]
-        return super().instantiate_trainer(plugins=plugins, **kwargs)
+        trainer = super().instantiate_trainer(plugins=plugins, **kwargs)
+        quiet_wandb(trainer.loggers)
+        return trainer
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -213,7 +195,8 @@ def make_cli(args: Sequence[str], evaluate: bool, flip_override: bool | None = N
         args=list(args),
         evaluate=evaluate,
         flip_override=flip_override,
-        trainer_defaults={"enable_progress_bar": os.environ.get("KPREG_PROGRESS") != "none"},
+        trainer_defaults={"enable_progress_bar": os.environ.get("KPREG_PROGRESS") != "none",
+                          "enable_model_summary": False},
     )
 
 

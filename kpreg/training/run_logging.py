@@ -64,6 +64,26 @@ def flat_run_config(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _si(value: float, unit: str = "") -> str:
+    """``815043`` → ``815 K``, ``(2.57e7, "FLOPs")`` → ``25.7 MFLOPs``: three significant digits."""
+    for prefix in ("", "K", "M", "G", "T"):
+        if abs(value) < 999.5 or prefix == "T":
+            break
+        value /= 1000.0
+    return f"{value:.3g} {prefix}{unit}".rstrip()
+
+
+def model_line(pl_module: pl.LightningModule, flops: float | None) -> str:
+    """One line on the model being trained: its parameters (backbone and head) and, when measured, its FLOPs per
+    image at the input size."""
+    params = [sum(p.numel() for p in part.parameters()) for part in (pl_module.backbone, pl_module.head)]
+    line = f"model: {_si(sum(params))} parameters (backbone {_si(params[0])}, head {_si(params[1])})"
+    if flops:
+        h, w = pl_module.input_size
+        line += f", {_si(flops, 'FLOPs')} per {h}×{w} image"
+    return line
+
+
 def plain(value: Any) -> Any:
     """A config value as JSON-able plain data (jsonargparse paths and namespaces become strings / dicts)."""
     if isinstance(value, dict):
@@ -102,8 +122,26 @@ class RunLogging(Callback):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(content, indent=2))
 
+    @staticmethod
+    def steps_per_epoch(trainer: pl.Trainer) -> int | None:
+        """Optimizer steps in one training epoch of this process (None when the loader has no length)."""
+        if trainer.datamodule is None:
+            return None
+        try:
+            batches = len(trainer.datamodule.train_dataloader())
+        except TypeError:
+            return None
+        limit = trainer.limit_train_batches
+        batches = min(batches, limit) if isinstance(limit, int) else int(batches * (limit or 1.0))
+        return max(1, batches // trainer.accumulate_grad_batches)
+
     # ---- hooks -------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Training scalars are logged every log_every_n_steps steps: an epoch shorter than that would log none of
+        # them (Lightning warns when it builds the loader, after this hook), so the interval is bounded by it.
+        steps = self.steps_per_epoch(trainer)
+        if steps is not None and trainer.log_every_n_steps > steps:
+            trainer.log_every_n_steps = steps
         if not trainer.is_global_zero:
             return
         profile: dict[str, Any] = {}
@@ -114,6 +152,7 @@ class RunLogging(Callback):
                 rank_zero_warn(f"model profiling failed, no params/FLOPs/latency recorded: {err}")
             else:
                 self._write_json(trainer, "model_profile.json", profile)
+        print(model_line(pl_module, profile.get("flops")), flush=True)
         logger = self.wandb_logger(trainer)
         if logger is None:
             return
