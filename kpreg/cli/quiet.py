@@ -50,9 +50,9 @@ _library_format_warning = warnings.formatwarning
 
 def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                     line: str | None = None) -> str:
-    """kpreg's own warnings speak to the user: the message, without the path and the source line that raised it
-    (as Lightning formats its own); other warnings keep their format."""
-    if Path(filename).resolve().is_relative_to(KPREG_DIR):
+    """kpreg's own warnings (``UserWarning`` from kpreg's code) speak to the user: the message, without the path and
+    the source line that raised it (as Lightning formats its own); other warnings keep their format."""
+    if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(KPREG_DIR):
         return f"warning: {message}\n"
     return _library_format_warning(message, category, filename, lineno, line)
 

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from cli_helpers import REPO, TINY_SYNTHETIC
+from torch.jit import TracerWarning
 
 from kpreg.cli.quiet import KPREG_DIR
 
@@ -51,5 +52,7 @@ def test_kpreg_warnings_read_as_one_line() -> None:
     own = warnings.formatwarning("too few labelled samples", UserWarning, str(KPREG_DIR / "training" / "module.py"),
                                  380, "    rank_zero_warn(...)")
     assert own == "warning: too few labelled samples\n"
-    other = warnings.formatwarning("deprecated", DeprecationWarning, "/elsewhere/lib.py", 7, "call()")
+    other = warnings.formatwarning("deprecated", UserWarning, "/elsewhere/lib.py", 7, "call()")
     assert "/elsewhere/lib.py:7" in other and "deprecated" in other
+    traced = warnings.formatwarning("trace", TracerWarning, str(KPREG_DIR / "heads" / "heatmap.py"), 9, "if x:")
+    assert "heatmap.py:9" in traced  # a library's warning about kpreg's code keeps its place
