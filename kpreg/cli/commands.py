@@ -21,6 +21,7 @@ from rich.console import Console
 
 from kpreg.backbone import BackboneError
 from kpreg.cli.lightning import make_cli
+from kpreg.cli.quiet import finish_wandb
 from kpreg.compare.reliability import reliability_diagram
 from kpreg.data.datamodule import KeypointDataModule
 from kpreg.metrics.calibration import ConfidenceScores
@@ -80,6 +81,7 @@ def train_main(argv: Sequence[str] | None = None) -> None:
         # Lightning checkpoints hold only tensors and plain containers: resume with weights_only=True, which
         # never unpickles code. The model's on_load_checkpoint checks tensor names and shapes first.
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
+        finish_wandb(cli.trainer.loggers)
     except NonFiniteLossError as err:
         _fail(err, code=1)
     except pickle.UnpicklingError as err:

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from matplotlib.ticker import LogLocator, NullFormatter
 
-from kpreg.compare.drawing import new_figure
 from kpreg.metrics.calibration.inputs import ArrayLike, CalibrationError
 from kpreg.metrics.calibration.scores import expected_calibration_error, reliability_bins
+from kpreg.training.drawing import new_figure
 
 
 def reliability_diagram(

@@ -11,7 +11,6 @@ a complete report.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import sys
@@ -29,9 +28,10 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from kpreg.compare.drawing import add_pose_legend, draw_pose, new_figure  # noqa: E402
+from kpreg.classpath import import_class_path  # noqa: E402
 from kpreg.formats.predictions import read_predictions  # noqa: E402
 from kpreg.metrics.contract import Column  # noqa: E402
+from kpreg.training.drawing import add_pose_legend, draw_pose, new_figure  # noqa: E402
 
 PLOT_STYLE = {"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 10,
               "axes.grid": True, "grid.alpha": 0.3}
@@ -387,8 +387,7 @@ def plot_accuracy_vs_cost(configs: Sequence[Config], colors: dict[str, Any], pat
 def load_eval_dataset(run_dir: Path) -> Any:
     """The evaluated split of a run, rebuilt from its ``config.yaml`` (``data.class_path`` + ``init_args``)."""
     data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
-    module_name, _, class_name = data["class_path"].rpartition(".")
-    datamodule = getattr(importlib.import_module(module_name), class_name)(**(data.get("init_args") or {}))
+    datamodule = import_class_path(data["class_path"])(**(data.get("init_args") or {}))
     datamodule.setup("test")
     return datamodule, datamodule.datasets["test"]
 

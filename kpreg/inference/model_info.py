@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from kpreg.classpath import short_name
 from kpreg.data.sample import IMAGENET_MEAN, IMAGENET_STD
 
 METADATA_FORMAT = 1
@@ -63,7 +64,7 @@ class ModelInfo:
         k = int(record["num_keypoints"])
         names = record.get("keypoint_names") or [f"keypoint_{i}" for i in range(k)]
         settings = record.get("network") or {}
-        head = str(record["head"].get("class_path", "")).rsplit(".", 1)[-1]
+        head = short_name(record["head"].get("class_path"))
         return cls(
             keypoint_names=_names(names, k, source),
             skeleton=_pairs(record.get("skeleton") or [], k, source, "skeleton"),

@@ -10,7 +10,6 @@ record, and a disagreement is one error naming both sides.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import yaml
 
 from kpreg.backbone import Backbone
+from kpreg.classpath import ClassPathError, import_class_path
 from kpreg.heads.base import Head, HeadSpec
 from kpreg.inference.model_info import ModelInfo
 from kpreg.metrics.calibration import confidence_map_of
@@ -44,11 +44,10 @@ class RebuiltModel:
 
 def head_class(class_path: str, source: str) -> type[Head]:
     """Import a head class from its dotted path; it must subclass ``kpreg.heads.Head``."""
-    module_name, _, name = str(class_path).rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise CheckpointMismatchError(f"{source}: cannot import the head class {class_path!r} ({err})") from None
+        cls = import_class_path(class_path)
+    except ClassPathError as err:
+        raise CheckpointMismatchError(f"{source}: the head class: {err}") from None
     if not (isinstance(cls, type) and issubclass(cls, Head)):
         raise CheckpointMismatchError(f"{source}: {class_path!r} is not a kpreg head (a kpreg.heads.Head subclass)")
     return cls

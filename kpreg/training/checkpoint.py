@@ -13,13 +13,14 @@ config; ``upgrade_checkpoint`` reads them into the current layout.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from kpreg.classpath import ClassPathError, import_class_path
 
 CHECKPOINT_FORMAT = 2
 NETWORK_PREFIX = "network."  # the KeypointNetwork's tensors inside a KeypointModule's state_dict
@@ -100,11 +101,10 @@ def _norm(value: Any) -> Any:
 
 def _head_defaults(class_path: str | None) -> dict[str, Any]:
     """The default arguments of the head class at ``class_path`` ({} when it cannot be imported)."""
-    module_name, _, name = str(class_path or "").rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), name)
+        cls = import_class_path(class_path or "")
         parameters = inspect.signature(cls.__init__).parameters.values()
-    except (ImportError, AttributeError, ValueError, TypeError):
+    except (ClassPathError, ValueError, TypeError):
         return {}
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 

@@ -6,20 +6,19 @@ metric family), so that the checkpoint callback's mode and a wandb sweep's goal 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
+from kpreg.classpath import ClassPathError, import_class_path
 from kpreg.metrics import declared_columns, declared_keypoint_columns, default_primary, higher_is_better
 
 
 def primary_metric(data_class_path: str, init_args: Mapping[str, Any] | None) -> tuple[str, bool]:
     """(primary metric key, whether higher is better) for a datamodule class path and its init arguments."""
-    module_name, _, class_name = str(data_class_path).rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"data.class_path: cannot import {data_class_path!r} ({err})") from None
+        cls = import_class_path(data_class_path)
+    except ClassPathError as err:
+        raise ValueError(f"data.class_path: {err}") from None
     families = getattr(cls, "metric_families", None)
     if not families:
         raise ValueError(f"data.class_path: {data_class_path!r} declares no metric_families (not a kpreg datamodule)")
@@ -28,6 +27,6 @@ def primary_metric(data_class_path: str, init_args: Mapping[str, Any] | None) ->
     if direction is None:
         keys = [c.key for c in declared_columns(families, getattr(cls, "keypoint_names", ()))]
         per_keypoint = [f"{c.key}/<keypoint>" for c in declared_keypoint_columns(families)]
-        raise ValueError(f"data.init_args.primary_metric: unknown metric key {primary!r} for {class_name}, whose metrics "
+        raise ValueError(f"data.init_args.primary_metric: unknown metric key {primary!r} for {cls.__name__}, whose metrics "
                          f"report {', '.join(keys)} and per keypoint {', '.join(per_keypoint)}")
     return primary, direction
