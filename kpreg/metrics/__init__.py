@@ -10,7 +10,7 @@ from kpreg.metrics.contract import higher_is_better as _higher_is_better
 
 
 def _classes() -> tuple[type[DatasetMetric], ...]:
-    from kpreg.metrics.calibration.summary import ConfidenceScores
+    from kpreg.metrics.calibration.scores import ConfidenceScores
     from kpreg.metrics.oks import OKSAP
     from kpreg.metrics.pckh import PCKh
     from kpreg.metrics.pixel import PixelMetrics

@@ -24,8 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kpreg.metrics.calibration.inputs import CalibrationError
-from kpreg.metrics.calibration.labels import MIN_LOG_SPREAD_PX2
+from kpreg.metrics.calibration.features import MIN_LOG_SPREAD_PX2, CalibrationError
 from kpreg.metrics.calibration.maps import Calibrator, Identity, Isotonic, PerKeypoint, Platt
 from kpreg.metrics.calibration.record import CalibrationRecord
 

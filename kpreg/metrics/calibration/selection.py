@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from kpreg.metrics.calibration.inputs import ArrayLike, CalibrationError, as_features, as_indices, as_labels
+from kpreg.metrics.calibration.features import ArrayLike, CalibrationError, as_features, as_indices, as_labels
 from kpreg.metrics.calibration.maps import Calibrator, PerKeypoint, make_calibrator
 from kpreg.metrics.calibration.scores import calibration_scores
 

@@ -1,20 +1,80 @@
-"""The features a calibrator sees, and the calibration set of a validation run.
+"""The calibration set: the features a calibrator sees, and the input checks every map and score shares (one
+clear error naming the argument and index).
 
+Features are ``(N, F)`` float64: column 0 the raw confidence, column 1 (optional) ``log max(spread, 1e-6)``.
 What "correct" means is defined once, in ``kpreg.metrics.correct`` (re-exported here as
 :func:`correct_keypoints`): error ≤ the dataset's ``correct_threshold`` × the sample's ``norm_length``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from kpreg.metrics.calibration.inputs import ArrayLike, CalibrationError
 from kpreg.metrics.correct import correct_keypoints
 
-__all__ = ["CalibrationSet", "calibration_features", "correct_keypoints", "gather_calibration_set"]
+__all__ = ["CalibrationError", "CalibrationSet", "calibration_features", "correct_keypoints",
+           "gather_calibration_set"]
 
+ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 MIN_LOG_SPREAD_PX2 = 1e-6  # spreads are floored before the log (a degenerate one-cell distribution has 0)
+
+
+class CalibrationError(ValueError):
+    """Bad input to calibration (the CLI turns a ValueError into one line and exit code 2)."""
+
+
+def as_features(x: ArrayLike, where: str) -> torch.Tensor:
+    """(N,) or (N, F) → (N, F) float64 on the input's device; finite values only."""
+    t = torch.as_tensor(x, dtype=torch.float64)
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.ndim != 2 or t.shape[1] < 1:
+        raise CalibrationError(f"{where}: features must be (N,) or (N, F), got shape {tuple(t.shape)}")
+    bad = (~torch.isfinite(t)).any(dim=1).nonzero()
+    if len(bad):
+        raise CalibrationError(f"{where}: features row {int(bad[0])} is not finite: {t[int(bad[0])].tolist()}")
+    return t
+
+
+def as_labels(y: ArrayLike, n: int, where: str) -> torch.Tensor:
+    """(N,) bool or 0/1 → (N,) bool."""
+    t = torch.as_tensor(y)
+    if t.shape != (n,):
+        raise CalibrationError(f"{where}: correct has shape {tuple(t.shape)}, expected ({n},)")
+    if t.dtype != torch.bool:
+        bad = ((t != 0) & (t != 1)).nonzero()
+        if len(bad):
+            raise CalibrationError(f"{where}: correct[{int(bad[0])}] = {t[int(bad[0])].item()} is not 0/1")
+        t = t != 0
+    return t
+
+
+def as_indices(idx: ArrayLike | None, n: int, where: str) -> torch.Tensor | None:
+    """(N,) non-negative integers or None."""
+    if idx is None:
+        return None
+    t = torch.as_tensor(idx)
+    if t.shape != (n,) or t.is_floating_point():
+        raise CalibrationError(f"{where}: keypoint_index must be (N,) = ({n},) integers, got {tuple(t.shape)} "
+                               f"{t.dtype}")
+    t = t.long()
+    if n and int(t.min()) < 0:
+        raise CalibrationError(f"{where}: keypoint_index[{int(t.argmin())}] = {int(t.min())} is negative")
+    return t
+
+
+def as_probabilities(p: ArrayLike, where: str) -> torch.Tensor:
+    """(N,) values in [0, 1] → float64 (scores are only defined on probabilities)."""
+    t = torch.as_tensor(p, dtype=torch.float64).reshape(-1)
+    bad = (~((t >= 0.0) & (t <= 1.0))).nonzero()  # also catches NaN
+    if len(bad):
+        i = int(bad[0])
+        raise CalibrationError(f"{where}: confidence[{i}] = {t[i].item()} is not a probability in [0, 1] "
+                               "(calibrate raw scores first)")
+    return t
 
 
 def calibration_features(confidence: ArrayLike, spread: ArrayLike | None = None) -> torch.Tensor:
@@ -66,4 +126,3 @@ def gather_calibration_set(
         keypoint_index=torch.arange(k).expand(b, k)[keep],  # (N,)
         groups=ids[:, None].expand(b, k)[keep],  # (N,)
     )
-
