@@ -28,8 +28,6 @@ from kpreg.metrics.calibration.features import MIN_LOG_SPREAD_PX2, CalibrationEr
 from kpreg.metrics.calibration.maps import Calibrator, Identity, Isotonic, PerKeypoint, Platt
 from kpreg.metrics.calibration.record import CalibrationRecord
 
-KINDS = ("identity", "logistic", "ramps")
-
 
 def _per_keypoint(calibrator: Calibrator, num_keypoints: int) -> list[Calibrator]:
     """The map of each keypoint: its own where a per-keypoint map has one, else the shared one."""

@@ -66,6 +66,16 @@ def as_indices(idx: ArrayLike | None, n: int, where: str) -> torch.Tensor | None
     return t
 
 
+def as_fit_inputs(
+    features: ArrayLike, correct: ArrayLike, keypoint_index: ArrayLike | None, where: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """What a fit takes, checked, on the CPU: features (N, F) float64, correct (N,) bool, keypoint_index (N,)."""
+    x = as_features(features, where).cpu()  # (N, F)
+    y = as_labels(torch.as_tensor(correct).cpu(), len(x), where)  # (N,)
+    idx = as_indices(None if keypoint_index is None else torch.as_tensor(keypoint_index).cpu(), len(x), where)
+    return x, y, idx
+
+
 def as_probabilities(p: ArrayLike, where: str) -> torch.Tensor:
     """(N,) values in [0, 1] → float64 (scores are only defined on probabilities)."""
     t = torch.as_tensor(p, dtype=torch.float64).reshape(-1)

@@ -15,8 +15,8 @@ from kpreg.metrics.calibration.features import (
     ArrayLike,
     CalibrationError,
     as_features,
+    as_fit_inputs,
     as_indices,
-    as_labels,
     calibration_features,
 )
 
@@ -45,11 +45,9 @@ class Calibrator:
         """Fit on ``features`` (N, F) or raw scores (N,), ``correct`` (N,) bool, ``keypoint_index`` (N,) or None.
         Returns ``self``."""
         where = f"{type(self).__name__}.fit"
-        x = as_features(features, where).cpu()  # (N, F)
+        x, y, idx = as_fit_inputs(features, correct, keypoint_index, where)  # (N, F), (N,), (N,) or None
         if len(x) == 0:
             raise CalibrationError(f"{where}: no samples to fit on")
-        y = as_labels(torch.as_tensor(correct).cpu(), len(x), where)  # (N,)
-        idx = as_indices(None if keypoint_index is None else torch.as_tensor(keypoint_index).cpu(), len(x), where)
         self._fit(x, y, idx)
         return self
 
@@ -149,15 +147,14 @@ class Platt(Calibrator):
             finite for every input; with 0/1 targets separable data or one class raise a CalibrationError.
         floor: the clamp of ``transform`` (scores ≤ 0, e.g. a negative heatmap peak, all map to ``log floor``).
 
-    The fit is ``scipy.optimize.minimize(method="trust-exact")`` with :func:`logistic_objective`'s analytic
-    gradient and Hessian, on standardised features. The objective is strictly convex in the non-constant columns
-    and has at most three parameters, so Newton steps on the exact Hessian (a 3 × 3 factorisation) converge
-    quadratically and the trust region keeps an early step from overshooting; Newton-CG would solve the same
-    tiny system iteratively behind a line search, and L-BFGS-B ignores the Hessian. A trust region judges a step
-    by the change of the objective, which stops resolving once that change is below the objective's rounding, so
-    the search stops at a gradient of 1e-8 per sample and one Newton step takes it to machine precision. A
-    feature column that is constant on the fit data (the FC head's 1.0) gets weight 0, so the map is then the
-    constant (smoothed) rate of correct keypoints.
+    Fitted by ``scipy.optimize.minimize(method="trust-exact")`` on standardised features with
+    :func:`logistic_objective`'s exact gradient and Hessian: a strictly convex objective of at most three
+    parameters, so exact Newton steps (a 3 × 3 factorisation) inside a trust region converge in a few iterations
+    from any start (Newton-CG solves the same tiny system iteratively; L-BFGS-B ignores the Hessian). The trust
+    region judges a step by the objective's change, which rounding hides below a gradient of about 1e-8 per
+    sample: the search stops there and one Newton step ends it at machine precision. A feature column that is
+    constant on the fit data (the FC head's 1.0) gets weight 0: the map is then the smoothed rate of correct
+    keypoints.
     """
 
     method = "platt"
