@@ -202,19 +202,23 @@ class Platt(Calibrator):
         a = torch.cat((torch.ones(len(z), 1, dtype=torch.float64), (z - mean) / torch.where(varies, std, 1.0)),
                       dim=1)[:, torch.cat((torch.tensor([True]), varies))]  # (N, 1 + d) intercept + standardised
 
+        @functools.lru_cache(maxsize=1)  # scipy asks for f and g, then for H, at each point: compute them once
+        def at(point: bytes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return logistic_objective(a, t, torch.frombuffer(bytearray(point), dtype=torch.float64))
+
         def value_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            f, g, _ = logistic_objective(a, t, torch.from_numpy(theta))
+            f, g, _ = at(theta.tobytes())
             return float(f), g.numpy()
 
         def hessian(theta: np.ndarray) -> np.ndarray:
-            return logistic_objective(a, t, torch.from_numpy(theta))[2].numpy()
+            return at(theta.tobytes())[2].numpy()
 
         start = np.zeros(a.shape[1])
         start[0] = float(torch.logit(t.mean()))  # the optimum when no column varies; a good start otherwise
         result = scipy.optimize.minimize(value_and_gradient, start, jac=True, hess=hessian, method="trust-exact",
                                          options={"gtol": 1e-8 * len(z), "maxiter": self.max_iter})
         theta = torch.from_numpy(result.x)  # (1 + d,)
-        _, g, h = logistic_objective(a, t, theta)
+        _, g, h = at(result.x.tobytes())
         # The last Newton step (lstsq: the Hessian of a saturated fit is singular).
         theta = theta - torch.linalg.lstsq(h, g[:, None], driver="gelsd").solution[:, 0]
         _, g, _ = logistic_objective(a, t, theta)
