@@ -22,9 +22,8 @@ from rich.console import Console
 from kpreg.backbone import BackboneError
 from kpreg.cli.lightning import make_cli
 from kpreg.cli.quiet import finish_wandb
-from kpreg.compare.reliability import reliability_diagram
 from kpreg.data.datamodule import KeypointDataModule
-from kpreg.metrics.calibration import ConfidenceScores
+from kpreg.metrics.calibration import ConfidenceScores, reliability_diagram
 from kpreg.metrics.calibration.evaluation import CalibrationOutcome
 from kpreg.metrics.contract import per_keypoint_table
 from kpreg.metrics.table import PER_SAMPLE_FILE

@@ -240,7 +240,7 @@ def confidence_table(configs: Sequence[Config]) -> str:
 def plot_reliability(configs: Sequence[Config], out: Path, path: Path, calibrated: bool) -> Path | None:
     """One reliability panel per configuration (its first seed), from ``<run>/confidence_points.npz``: the
     calibrated (out-of-fold) confidence, or the raw score clamped to [0, 1]."""
-    from kpreg.compare.reliability import reliability_diagram
+    from kpreg.metrics.calibration import reliability_diagram
 
     panels = {}
     for c in configs:

@@ -37,7 +37,6 @@ import torch
 
 from kpreg.formats.oks import instance_score
 from kpreg.inference.boxes import Box, whole_frame
-from kpreg.inference.confidence import describe_confidence
 from kpreg.inference.crops import DEFAULT_PADDING, Crop, Cropper, to_original
 from kpreg.inference.images import as_box_lists, as_rgb8_batch
 from kpreg.inference.model_info import ModelInfo
@@ -50,6 +49,7 @@ from kpreg.inference.runtimes import (
     TorchScriptRuntime,
     guess_backend,
 )
+from kpreg.metrics.calibration import describe_confidence
 
 WHOLE_IMAGE_PADDING = 1.0
 

@@ -30,7 +30,7 @@ def family_classes(families: Sequence[str] | None = None) -> tuple[type[DatasetM
 
 
 def _classes() -> tuple[type[DatasetMetric], ...]:
-    from kpreg.metrics.calibration.summary import ConfidenceScores
+    from kpreg.metrics.calibration.scores import ConfidenceScores
 
     # ConfidenceScores is not a dataset metric (it scores confidences, not coordinates) but declares its keys'
     # directions the same way.
