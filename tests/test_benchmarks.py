@@ -13,6 +13,8 @@ import pytest
 
 import kpreg.heads
 
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

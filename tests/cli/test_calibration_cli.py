@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import TINY_SYNTHETIC, csv_logger, run_script
+from testkit.cli import TINY_SYNTHETIC, csv_logger, run_script
 
 from kpreg.formats.predictions import read_predictions
 from kpreg.metrics.calibration import CalibrationRecord, ConfidenceMap, confidence_map_of
 from kpreg.training.checkpoint import read_checkpoint
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 
 @pytest.fixture(scope="module")

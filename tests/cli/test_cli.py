@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cli_helpers import REPO, TINY_SYNTHETIC, csv_logger, run_script
-from fault_helpers import final_val_metrics
+from testkit.cli import REPO, TINY_SYNTHETIC, csv_logger, run_script
+from testkit.faults import final_val_metrics
 
 from kpreg.formats.predictions import read_predictions
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from coco_fixture import make_coco_fixture
-from dlc_fixture import make_dlc_project
-from mpii_fixture import make_mpii_root
+from testkit.coco import make_coco_fixture
+from testkit.dlc import make_dlc_project
+from testkit.mpii import make_mpii_root
 
 from kpreg.cli.lightning import make_cli
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DATA_PARTS = sorted((CONFIGS / "data").glob("*.yaml"))

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dlc_fixture import DLCProject, make_dlc_project
-from fault_helpers import final_val_metrics, one_line
+from testkit.dlc import DLCProject, make_dlc_project
+from testkit.faults import final_val_metrics, one_line
 
 from kpreg.cli import evaluate_main, train_main
 from kpreg.formats.deeplabcut import read_collected_data
 from kpreg.formats.predictions import read_predictions
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PARTS = ["--config", str(CONFIGS / "data" / "deeplabcut.yaml"),

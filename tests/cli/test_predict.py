@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import run_in_process, run_script
+from testkit.cli import run_in_process, run_script
+from testkit.media import truncate
 
 import kpreg
 from kpreg.cli import evaluate_main
@@ -25,7 +26,8 @@ from kpreg.formats.mpii import MPII_JOINT_NAMES, MPII_SKELETON
 from kpreg.formats.predictions import read_predictions
 from kpreg.metrics.coco_score import score_coco_files
 from kpreg.metrics.oks import OKS_COLUMNS
-from tests.inference.media import truncate
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 N_IMAGES = 5
 N_FRAMES = 12

@@ -9,10 +9,13 @@ import sys
 import warnings
 from pathlib import Path
 
-from cli_helpers import REPO, TINY_SYNTHETIC
+import pytest
+from testkit.cli import REPO, TINY_SYNTHETIC
 from torch.jit import TracerWarning
 
 from kpreg.cli.quiet import KPREG_DIR
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 # Each entry: a piece of a line that a short training run printed before kpreg silenced it.
 NOISE = (

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from cli_helpers import REPO, run_script
 from PIL import Image
-from wandb_records import run_contents
+from testkit.cli import REPO, run_script
+from testkit.wandb_records import run_contents
 
 from kpreg.cli import train_main
 from kpreg.cli.lightning import train_parser
@@ -21,6 +21,8 @@ from kpreg.cli.study import build_parser
 from kpreg.compare.study import RunClaim, Study
 from kpreg.formats.mpii import MPII_JOINT_NAMES
 from kpreg.metrics.pckh import PCKh
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 TINY = [
     "--set", "model.backbone=test_resnet",

@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_script
-from dlc_fixture import make_dlc_project
 from PIL import Image
+from testkit.cli import run_script
+from testkit.dlc import make_dlc_project
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 TINY = [
     "--set", "model.backbone=test_resnet",

@@ -1,4 +1,4 @@
-"""COCODataModule on the tiny fixture of tests/coco_fixture.py (written to tmp_path, no real data)."""
+"""COCODataModule on the tiny fixture of tests/testkit/coco.py (written to tmp_path, no real data)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from coco_fixture import INSTANCE_BOXES, UNLABELLED_IN_IMAGE_3, CocoFixture, make_coco_fixture
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from testkit.coco import INSTANCE_BOXES, UNLABELLED_IN_IMAGE_3, CocoFixture, make_coco_fixture
 
 from kpreg.cli import evaluate_main
 from kpreg.coords import apply_affine

@@ -1,4 +1,4 @@
-"""DeepLabCutDataModule on generated projects (tests/dlc_fixture.py): splits, boxes, flip pairs from names, skips
+"""DeepLabCutDataModule on generated projects (tests/testkit/dlc.py): splits, boxes, flip pairs from names, skips
 counted and printed, each bad input with one message naming the file and the line, the in-memory COCO ground truth
 and the predictions it writes."""
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testkit.dlc import DLCProject, make_dlc_project
 
 from kpreg.coords import apply_affine, box_to_center_size
 from kpreg.data.deeplabcut import DeepLabCutDataModule
 from kpreg.data.errors import DataError
 from kpreg.formats.deeplabcut import DLCFormatError, read_collected_data
 from kpreg.metrics import build_metrics
-from tests.dlc_fixture import DLCProject, make_dlc_project
 
 
 def _dm(project: DLCProject | Path, **kwargs) -> DeepLabCutDataModule:

@@ -1,4 +1,4 @@
-"""MPIIDataModule on a generated MPII-format fixture (tests/mpii_fixture.py): contract, geometry,
+"""MPIIDataModule on a generated MPII-format fixture (tests/testkit/mpii.py): contract, geometry,
 gt_valid.mat row order, the metric path (in-training PCKh == scoring the written pred.mat), bad input."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testkit.mpii import MPIIFixture, make_mpii_root
 
 from kpreg.cli.score import score_main
 from kpreg.coords import apply_affine, flip_permutation
@@ -18,7 +19,6 @@ from kpreg.data.topdown import DataError
 from kpreg.formats.mpii import MPII_FLIP_PAIRS, MPII_JOINT_NAMES, load_predictions, save_pred_mat
 from kpreg.metrics import build_metrics
 from kpreg.metrics.mpii_score import SUMMARY_KEYS, score_mpii_files, score_mpii_files_detailed
-from tests.mpii_fixture import MPIIFixture, make_mpii_root
 
 NO_AUG = dict(scale_factor=0.0, rotation=0.0, rotation_prob=0.0, flip_prob=0.0, photometric=False)
 

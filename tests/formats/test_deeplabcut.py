@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from testkit.dlc import make_dlc_project
 
 from kpreg.formats.deeplabcut import (
     DLCFormatError,
@@ -22,7 +23,6 @@ from kpreg.formats.deeplabcut import (
     read_project_config,
     write_collected_data,
 )
-from tests.dlc_fixture import make_dlc_project
 
 HEADER_1 = "scorer,me,me,me,me\nbodyparts,nose,nose,leftear,leftear\ncoords,x,y,x,y\n"
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testkit.heads import HEADS, SIGMAS, K, head_class
 
-from heads.helpers import HEADS, SIGMAS, K, head_class
 from kpreg.formats.oks import instance_score
 from kpreg.heads import Head, HeadSpec
 from kpreg.metrics.calibration import ConfidenceMap, choose_method, gather_calibration_set

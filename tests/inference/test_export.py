@@ -77,6 +77,7 @@ def assert_parity(model: KeypointNetwork, runtime: str, **paths: Path) -> None:
         assert p.runtime == runtime and p.max_coord_px <= PX_TOL and p.max_confidence <= CONF_TOL, (b, p)
 
 
+@pytest.mark.slow  # an ONNX export takes seconds (torch.export); the TorchScript cases cover the graphs fast
 @needs_onnx
 @pytest.mark.parametrize(("name", "label", "kwargs"), CASES, ids=[f"{n}-{lbl}" for n, lbl, _ in CASES])
 def test_onnx_runtime_matches_pytorch(name: str, label: str, kwargs: dict, backbone: Backbone, tmp_path: Path) -> None:
@@ -165,6 +166,7 @@ def test_calibrated_confidence_in_the_graph(recipe: str, backbone: Backbone, tmp
     assert json.loads(extra[export.METADATA_FILE])["kpreg.confidence"].startswith("P(correct)")
 
 
+@pytest.mark.slow  # an ONNX export takes seconds (torch.export); the TorchScript cases cover the graphs fast
 @needs_onnx
 @pytest.mark.parametrize("recipe", ["platt_spread", "per_keypoint_isotonic"])
 def test_calibrated_confidence_exports_to_onnx(recipe: str, backbone: Backbone, tmp_path: Path) -> None:

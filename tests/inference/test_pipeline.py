@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from testkit.media import write_video
 
 from kpreg.backbone import Backbone
 from kpreg.formats.oks import instance_score
@@ -17,7 +18,6 @@ from kpreg.inference.render import draw_predictions
 from kpreg.inference.sources import open_source
 from kpreg.inference.writers import PredictionsWriter, VideoWriter
 from kpreg.network import KeypointNetwork
-from tests.inference.media import write_video
 
 
 def test_video_with_detections_to_drawn_video_and_predictions(tmp_path: Path) -> None:

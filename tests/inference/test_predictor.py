@@ -27,6 +27,8 @@ from kpreg.inference.sources import Frame
 from kpreg.metrics.calibration import CalibrationRecord, Platt, calibrate_keypoints
 from kpreg.training.checkpoint import CheckpointMismatchError
 
+pytestmark = pytest.mark.slow  # a checkpoint trained by train.py (tiny_checkpoint)
+
 SIZE = 32  # the tiny checkpoint's input (tests/conftest.py)
 K = 16
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from testkit.media import frame_number, video_frame
 
 from kpreg.inference.sources import open_source
 from kpreg.inference.writers import VideoWriter, WriterError
-from tests.inference.media import frame_number, video_frame
 
 
 def test_mp4_written_frame_by_frame_reads_back(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """A test-only callback that counts the collective calls an evaluation makes (named in a config as
-``collective_counter.CollectiveCounter``: tests/ is on the subprocesses' path, tests/fault_helpers.py)."""
+``testkit.collectives.CollectiveCounter``: tests/ is on the subprocesses' path, tests/testkit/faults.py)."""
 
 from __future__ import annotations
 
