@@ -33,10 +33,15 @@ mkdir -p "$out"
 step() {  # step NAME PREFIX CMD...: one process, its log and /usr/bin/time -v report in $out
   local name="$1" prefix="$2"
   shift 2
+  if [ -f "$out/$name.done" ]; then  # a finished step is kept: delete WORK/out/NAME.done to run it again
+    echo "== $name: done before ($out/$name.done)"
+    return
+  fi
   echo "== $name"
   # shellcheck disable=SC2086  # the prefix is a command and its options
   $prefix /usr/bin/time -v -o "$out/$name.time" "$@" > "$out/$name.log" 2>&1
   grep -E "Elapsed|Maximum resident" "$out/$name.time"
+  touch "$out/$name.done"
 }
 
 if [ ! -d "$project" ]; then
