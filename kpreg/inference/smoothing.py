@@ -15,14 +15,15 @@ after the last confident frame).
 
     R_t = p σ_in² + (1 − p) σ_out² (+ the ensemble's variance)
 
-where ``p`` is the keypoint's calibrated P(correct): a correct prediction is off by about ``σ_in`` (by default half
-the correctness threshold of 0.1 × the animal's size, or the head's own ``spread`` where given), a wrong one lands
-anywhere on the animal (``σ_out``, half the animal's size). This is the variance of that two-part mixture, so a
-confident keypoint is trusted and an uncertain one barely moves the track. The filter runs forward, the
-Rauch–Tung–Striebel pass backward (the whole video is known: no lag from filtering alone), and ``q`` is chosen per
-keypoint by the largest marginal likelihood of the observations over a grid (the idea of Lightning Pose's
-ensemble Kalman smoother, which fits its smoothing parameter the same way). Everything is vectorised over keypoints,
-coordinates and grid values; one Python loop runs over time.
+where ``p`` is the keypoint's calibrated P(correct): a correct prediction is off by about ``σ_in`` (half the
+correctness threshold of 0.1 × the animal's size, or the head's own ``spread`` where given), a wrong one by about
+``σ_out``. This is the variance of that two-part mixture, so a confident keypoint is trusted and an uncertain one
+moves the track less. The filter runs forward, the Rauch–Tung–Striebel pass backward (the whole video is known: no
+lag from filtering alone). ``q`` and ``σ_out`` are chosen per keypoint by the largest marginal likelihood of the
+observations over a grid (the idea of Lightning Pose's ensemble Kalman smoother, which fits its smoothing parameter
+the same way). Everything is vectorised over keypoints, coordinates and grid values; one Python loop runs over time.
+
+The animal's size (the scale of σ_in, σ_out and the grids) is the median extent of the predicted poses.
 
 Shapes: T frames, K keypoints. Pixels are image pixels, 0-based pixel centres (``kpreg.coords``).
 """
@@ -41,6 +42,8 @@ CORRECT_FRACTION = 0.1  # a keypoint is correct within 0.1 × the animal's size 
 # Process noise grid, px²/frame³ relative to (animal size / 100)²: from nearly still to a limb crossing the animal in
 # a few frames.
 Q_GRID = tuple(float(q) for q in np.logspace(-3, 2, 11))
+# σ_out, the typical error of a wrong prediction, in animal sizes: from a near miss to anywhere on the animal.
+OUTLIER_GRID = (0.1, 0.2, 0.35, 0.5)
 
 
 class SmoothingError(ValueError):
@@ -55,6 +58,7 @@ class Smoothed:
     variance: np.ndarray | None  # (T, K) float64 posterior variance per coordinate, px² (Kalman); None (median)
     process_noise: np.ndarray | None  # (K,) the chosen q, px²/frame³ (Kalman); None (median)
     observed: np.ndarray  # (T, K) bool: the keypoints the smoother read (confident); the rest were filled
+    outlier_sigma: np.ndarray | None = None  # (K,) the chosen σ_out, px (Kalman); None (median)
 
 
 def _check(keypoints: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,14 +73,16 @@ def _check(keypoints: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, n
     return xy, conf
 
 
-def animal_size(keypoints: np.ndarray, observed: np.ndarray) -> float:
-    """The median over frames of the larger side of the observed keypoints' extent, px (1 px at least): the scale of
-    the default noise levels. keypoints (T, K, 2), observed (T, K) bool."""
-    xy = np.where(observed[..., None], keypoints, np.nan)  # (T, K, 2)
-    enough = observed.sum(axis=1) >= 2  # (T,) frames with an extent
+def animal_size(keypoints: np.ndarray) -> float:
+    """The median over frames of the larger side of the predicted keypoints' extent, px (1 px at least): the scale
+    of the noise levels. keypoints (T, K, 2); every finite keypoint counts, confident or not (the confident ones
+    alone are often a compact part of the animal)."""
+    xy = np.asarray(keypoints, dtype=np.float64)  # (T, K, 2)
+    enough = np.isfinite(xy).all(-1).sum(axis=1) >= 2  # (T,) frames with an extent
     if not enough.any():
         return 1.0
-    extent = np.nanmax(xy[enough], axis=1) - np.nanmin(xy[enough], axis=1)  # (T', 2)
+    with _quiet_nan_warnings():
+        extent = np.nanmax(xy[enough], axis=1) - np.nanmin(xy[enough], axis=1)  # (T', 2)
     return max(float(np.median(extent.max(axis=1))), 1.0)
 
 
@@ -85,17 +91,20 @@ def observation_variance(
     size: float,
     spread: np.ndarray | None = None,
     ensemble_variance: np.ndarray | None = None,
+    outlier_sigma: float | None = None,
 ) -> np.ndarray:
     """(T, K) px² per coordinate: ``p σ_in² + (1 − p) σ_out² (+ ensemble variance)`` (the module docstring).
 
     σ_in = half of the correctness threshold (``CORRECT_FRACTION × size``), or √spread where a spread (T, K) px² is
-    given and larger; σ_out = size / 2. ``ensemble_variance`` (T, K) px² per coordinate: the members' disagreement.
+    given and larger; σ_out = ``outlier_sigma`` px (default size / 2). ``ensemble_variance`` (T, K) px² per
+    coordinate: the members' disagreement.
     """
     p = np.clip(np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0), 0.0, 1.0)  # (T, K)
     inlier = np.full(p.shape, (0.5 * CORRECT_FRACTION * size) ** 2)  # (T, K) px²
     if spread is not None:
         inlier = np.maximum(inlier, np.nan_to_num(np.asarray(spread, dtype=np.float64), nan=0.0))
-    variance = p * inlier + (1.0 - p) * (0.5 * size) ** 2
+    outlier = (0.5 * size if outlier_sigma is None else float(outlier_sigma)) ** 2
+    variance = p * inlier + (1.0 - p) * np.maximum(outlier, inlier)
     if ensemble_variance is not None:
         variance = variance + np.nan_to_num(np.asarray(ensemble_variance, dtype=np.float64), nan=0.0)
     return variance
@@ -152,12 +161,12 @@ class _quiet_nan_warnings:
 
 
 # ---- Kalman ----------------------------------------------------------------------------------------------------
+# The state of one series is (position, velocity) with covariance [[p00, p01], [p01, p11]]; x_{t+1} = F x_t + w,
+# F = [[1, 1], [0, 1]], w ~ N(0, q [[1/3, 1/2], [1/2, 1]]) (white-noise acceleration over one frame). Written with
+# the covariance's three entries as arrays over the series: every step is a handful of vector operations.
 def _process_cov(q: np.ndarray) -> np.ndarray:
     """(S,) q → (S, 2, 2) covariance of white-noise acceleration over one frame for (position, velocity)."""
     return q[:, None, None] * np.array([[1.0 / 3.0, 0.5], [0.5, 1.0]])
-
-
-_F = np.array([[1.0, 1.0], [0.0, 1.0]])  # position += velocity, per frame
 
 
 def _forward(
@@ -166,53 +175,58 @@ def _forward(
     """Kalman filter over S independent series.
 
     y (T, S) observations (NaN: none), r (T, S) their variances, q (S,) process noise, p0 (S,) the first position's
-    variance. Returns the log-likelihood (S,) and, with ``keep``, the filtered and predicted means / covariances.
+    (and velocity's) variance. Returns the log-likelihood (S,) and, with ``keep``, the predicted and filtered
+    states (T, S) ``x``, ``v``, ``p00``, ``p01``, ``p11`` under ``pred_*`` / ``filt_*``.
     """
     t_len, s = y.shape
-    qcov = _process_cov(q)  # (S, 2, 2)
     first = np.argmax(np.isfinite(y), axis=0)  # (S,) first observed frame (0 where none)
-    m = np.zeros((s, 2))  # (S, 2) position, velocity
-    m[:, 0] = np.nan_to_num(y[first, np.arange(s)])
-    cov = np.zeros((s, 2, 2))
-    cov[:, 0, 0] = p0
-    cov[:, 1, 1] = p0
+    x = np.nan_to_num(y[first, np.arange(s)])  # (S,) position
+    v = np.zeros(s)  # (S,) velocity
+    p00, p01, p11 = p0.astype(np.float64).copy(), np.zeros(s), p0.astype(np.float64).copy()
     loglik = np.zeros(s)
-    store: dict[str, np.ndarray] = {}
-    if keep:
-        store = {"m_pred": np.empty((t_len, s, 2)), "c_pred": np.empty((t_len, s, 2, 2)),
-                 "m_filt": np.empty((t_len, s, 2)), "c_filt": np.empty((t_len, s, 2, 2))}
+    names = ("x", "v", "p00", "p01", "p11")
+    store = {f"{kind}_{n}": np.empty((t_len, s)) for kind in ("pred", "filt") for n in names} if keep else {}
     for t in range(t_len):
         if t > 0:
-            m = m @ _F.T  # (S, 2)
-            cov = _F @ cov @ _F.T + qcov  # (S, 2, 2)
+            x = x + v
+            p00, p01, p11 = p00 + 2.0 * p01 + p11 + q / 3.0, p01 + p11 + q / 2.0, p11 + q
         if keep:
-            store["m_pred"][t], store["c_pred"][t] = m, cov
+            for n, a in zip(names, (x, v, p00, p01, p11)):
+                store[f"pred_{n}"][t] = a
         obs = np.isfinite(y[t])  # (S,)
-        if obs.any():
-            innov = np.where(obs, y[t] - m[:, 0], 0.0)  # (S,)
-            var = cov[:, 0, 0] + r[t]  # (S,) innovation variance
-            gain = cov[:, :, 0] / var[:, None]  # (S, 2)
-            gain[~obs] = 0.0
-            m = m + gain * innov[:, None]
-            cov = cov - gain[:, :, None] * cov[:, None, 0, :]  # (I - K H) P with H = [1, 0]
-            loglik -= np.where(obs, 0.5 * (np.log(2 * np.pi * var) + innov**2 / var), 0.0)
+        var = p00 + r[t]  # (S,) innovation variance
+        innov = np.where(obs, y[t] - x, 0.0)  # (S,)
+        k0, k1 = np.where(obs, p00 / var, 0.0), np.where(obs, p01 / var, 0.0)  # (S,) gain
+        x, v = x + k0 * innov, v + k1 * innov
+        p00, p01, p11 = (1.0 - k0) * p00, (1.0 - k0) * p01, p11 - k1 * p01
+        loglik -= np.where(obs, 0.5 * (np.log(2.0 * np.pi * var) + innov**2 / var), 0.0)
         if keep:
-            store["m_filt"][t], store["c_filt"][t] = m, cov
+            for n, a in zip(names, (x, v, p00, p01, p11)):
+                store[f"filt_{n}"][t] = a
     return loglik, store
 
 
 def _backward(store: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Rauch–Tung–Striebel: (T, S) smoothed positions and their variances."""
-    m_s, c_s = store["m_filt"][-1].copy(), store["c_filt"][-1].copy()
-    t_len = len(store["m_filt"])
-    pos, var = np.empty(store["m_filt"].shape[:2]), np.empty(store["m_filt"].shape[:2])
-    pos[-1], var[-1] = m_s[:, 0], c_s[:, 0, 0]
-    for t in range(t_len - 2, -1, -1):
-        c_f, c_p = store["c_filt"][t], store["c_pred"][t + 1]  # (S, 2, 2)
-        gain = c_f @ _F.T @ np.linalg.inv(c_p)  # (S, 2, 2)
-        m_s = store["m_filt"][t] + (gain @ (m_s - store["m_pred"][t + 1])[:, :, None])[:, :, 0]
-        c_s = c_f + gain @ (c_s - c_p) @ np.swapaxes(gain, 1, 2)
-        pos[t], var[t] = m_s[:, 0], c_s[:, 0, 0]
+    f = {n: store[f"filt_{n}"] for n in ("x", "v", "p00", "p01", "p11")}
+    pr = {n: store[f"pred_{n}"] for n in ("x", "v", "p00", "p01", "p11")}
+    x, v, s00, s01, s11 = (f[n][-1].copy() for n in ("x", "v", "p00", "p01", "p11"))
+    pos, var = np.empty_like(f["x"]), np.empty_like(f["x"])
+    pos[-1], var[-1] = x, s00
+    for t in range(len(pos) - 2, -1, -1):
+        a, b, c = f["p00"][t], f["p01"][t], f["p11"][t]  # filtered covariance at t
+        pa, pb, pc = pr["p00"][t + 1], pr["p01"][t + 1], pr["p11"][t + 1]  # predicted covariance at t + 1
+        det = pa * pc - pb * pb
+        # gain G = P_f Fᵀ P_pred⁻¹, with P_f Fᵀ = [[a + b, b], [b + c, c]]
+        g00, g01 = ((a + b) * pc - b * pb) / det, (b * pa - (a + b) * pb) / det
+        g10, g11 = ((b + c) * pc - c * pb) / det, (c * pa - (b + c) * pb) / det
+        dx, dv = x - pr["x"][t + 1], v - pr["v"][t + 1]
+        x, v = f["x"][t] + g00 * dx + g01 * dv, f["v"][t] + g10 * dx + g11 * dv
+        d00, d01, d11 = s00 - pa, s01 - pb, s11 - pc  # smoothed minus predicted covariance at t + 1
+        h00, h01 = g00 * d00 + g01 * d01, g00 * d01 + g01 * d11  # G D
+        h10, h11 = g10 * d00 + g11 * d01, g10 * d01 + g11 * d11
+        s00, s01, s11 = a + h00 * g00 + h01 * g01, b + h00 * g10 + h01 * g11, c + h10 * g10 + h11 * g11
+        pos[t], var[t] = x, s00
     return pos, var
 
 
@@ -224,43 +238,68 @@ def kalman_smooth(
     ensemble_variance: np.ndarray | None = None,
     size: float | None = None,
     process_noise: float | np.ndarray | None = None,
+    outlier_sigma: float | np.ndarray | None = None,
 ) -> Smoothed:
     """The Kalman (RTS) smoother of the module docstring.
 
     spread: (T, K) px² the head's own variance of each prediction, if it has one; ensemble_variance: (T, K) px² per
     coordinate, the variance of an ensemble's members around their mean; size: the animal's size in px (default:
-    ``animal_size`` of the confident keypoints); process_noise: q in px²/frame³, one for all keypoints or (K,) — by
-    default chosen per keypoint by the marginal likelihood over ``Q_GRID`` × (size / 100)².
+    ``animal_size``); process_noise q (px²/frame³) and outlier_sigma σ_out (px): one value for all keypoints or (K,)
+    — by default chosen per keypoint by the marginal likelihood over ``Q_GRID`` × (size / 100)² and
+    ``OUTLIER_GRID`` × size.
     """
     xy, conf = _check(keypoints, confidence)
     t, k = conf.shape
     observed = confident(conf, min_confidence, xy)  # (T, K)
-    size = animal_size(xy, observed) if size is None else float(size)
-    r = observation_variance(conf, size, spread, ensemble_variance)  # (T, K) px²
-    y = np.where(observed[..., None], xy, np.nan)  # (T, K, 2)
-    y2 = y.transpose(0, 2, 1).reshape(t, 2 * k)  # (T, 2K) x of every keypoint, then y
-    r2 = np.concatenate([r, r], axis=1)  # (T, 2K)
+    size = animal_size(xy) if size is None else float(size)
+    y = np.where(observed[..., None], xy, np.nan).transpose(0, 2, 1).reshape(t, 2 * k)  # (T, 2K) x of all, then y
+    q_grid = np.asarray(Q_GRID) * (size / 100.0) ** 2 if process_noise is None else None
+    out_grid = np.asarray(OUTLIER_GRID) * size if outlier_sigma is None else None
+    q = _per_keypoint(process_noise, k, "process noise")
+    out_sigma = _per_keypoint(outlier_sigma, k, "outlier sigma")
     p0 = np.full(2 * k, (0.5 * size) ** 2)
-    unit = (size / 100.0) ** 2
-    if process_noise is None:
-        grid = np.asarray(Q_GRID) * unit  # (G,)
-        g = len(grid)
-        loglik, _ = _forward(np.tile(y2, (1, g)), np.tile(r2, (1, g)), np.repeat(grid, 2 * k),
-                             np.tile(p0, g), keep=False)  # (G * 2K,)
-        per_keypoint = loglik.reshape(g, 2, k).sum(axis=1)  # (G, K): x and y share q
-        q = grid[np.argmax(per_keypoint, axis=0)]  # (K,)
-    else:
-        q = np.broadcast_to(np.asarray(process_noise, dtype=np.float64), (k,)).copy()
-        if (q <= 0).any() or not np.isfinite(q).all():
-            raise SmoothingError(f"the process noise must be positive, got {process_noise}")
-    _, store = _forward(y2, r2, np.concatenate([q, q]), p0, keep=True)
+    if q_grid is not None or out_grid is not None:
+        qs = q_grid if q_grid is not None else np.array([np.nan])
+        outs = out_grid if out_grid is not None else np.array([np.nan])
+        pairs = [(a, b) for a in qs for b in outs]  # G candidate (q, σ_out)
+        r = np.concatenate([_variance_rows(conf, size, spread, ensemble_variance, b, out_sigma) for _, b in pairs],
+                           axis=1)  # (T, G * 2K)
+        qq = np.concatenate([np.tile(q if np.isnan(a) else np.full(k, a), 2) for a, _ in pairs])  # (G * 2K,)
+        loglik, _ = _forward(np.tile(y, (1, len(pairs))), r, qq, np.tile(p0, len(pairs)), keep=False)
+        best = np.argmax(loglik.reshape(len(pairs), 2, k).sum(axis=1), axis=0)  # (K,) x and y share parameters
+        q = np.array([q[j] if np.isnan(pairs[g][0]) else pairs[g][0] for j, g in enumerate(best)])
+        out_sigma = np.array([out_sigma[j] if np.isnan(pairs[g][1]) else pairs[g][1] for j, g in enumerate(best)])
+    r = _variance_rows(conf, size, spread, ensemble_variance, np.nan, out_sigma)  # (T, 2K)
+    _, store = _forward(y, r, np.tile(q, 2), p0, keep=True)
     pos, var = _backward(store)  # (T, 2K)
     out = pos.reshape(t, 2, k).transpose(0, 2, 1)  # (T, K, 2)
     never = ~observed.any(axis=0)  # (K,) keypoints never seen: nothing to smooth
     out[:, never] = np.nan
     variance = var.reshape(t, 2, k).mean(axis=1)  # (T, K)
     variance[:, never] = np.nan
-    return Smoothed(out, variance, q, observed)
+    return Smoothed(out, variance, q, observed, out_sigma)
+
+
+def _per_keypoint(value: float | np.ndarray | None, k: int, what: str) -> np.ndarray:
+    """A parameter given for all keypoints or per keypoint → (K,); NaN where it is to be fitted."""
+    if value is None:
+        return np.full(k, np.nan)
+    arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (k,)).copy()
+    if (arr <= 0).any() or not np.isfinite(arr).all():
+        raise SmoothingError(f"the {what} must be positive, got {value}")
+    return arr
+
+
+def _variance_rows(
+    conf: np.ndarray, size: float, spread: np.ndarray | None, ensemble_variance: np.ndarray | None,
+    outlier: float, per_keypoint: np.ndarray,
+) -> np.ndarray:
+    """(T, 2K) observation variances of the x and y series with σ_out ``outlier`` (NaN: ``per_keypoint`` (K,))."""
+    sigma = per_keypoint if np.isnan(outlier) else np.full(conf.shape[1], outlier)  # (K,)
+    r = np.stack([observation_variance(conf[:, j:j + 1], size, None if spread is None else spread[:, j:j + 1],
+                                       None if ensemble_variance is None else ensemble_variance[:, j:j + 1],
+                                       float(sigma[j]))[:, 0] for j in range(conf.shape[1])], axis=1)  # (T, K)
+    return np.concatenate([r, r], axis=1)
 
 
 def smooth(

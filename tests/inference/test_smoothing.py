@@ -88,7 +88,7 @@ def test_kalman_is_the_exact_gaussian_smoother() -> None:
     conf[[3, 4, 9]] = 0.1  # gaps (below min_confidence)
     xy, c = _track(list(x), list(conf))
     size, q = 40.0, 0.7
-    out = kalman_smooth(xy, c, min_confidence=0.3, size=size, process_noise=q)
+    out = kalman_smooth(xy, c, min_confidence=0.3, size=size, process_noise=q, outlier_sigma=0.5 * size)
     r = observation_variance(c, size)[:, 0]
     y = np.where(c[:, 0] >= 0.3, x, np.nan)
     want = _dense_smoother(y, r, q, (0.5 * size) ** 2)
@@ -160,6 +160,5 @@ def test_never_seen_keypoints_stay_missing_and_shapes_are_checked() -> None:
 
 
 def test_animal_size_is_the_median_extent() -> None:
-    xy = np.array([[[0, 0], [10, 4]], [[0, 0], [20, 30]], [[5, 5], [6, 6]]], dtype=float)
-    observed = np.array([[True, True], [True, True], [True, False]])
-    assert animal_size(xy, observed) == 20.0  # extents 10 and 30; the third frame has one keypoint
+    xy = np.array([[[0, 0], [10, 4]], [[0, 0], [20, 30]], [[5, 5], [np.nan, np.nan]]], dtype=float)
+    assert animal_size(xy) == 20.0  # extents 10 and 30; the third frame has one keypoint
