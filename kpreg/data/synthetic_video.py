@@ -57,7 +57,7 @@ from kpreg.data.synthetic import (
     random_shape,
     random_style,
 )
-from kpreg.formats.deeplabcut import read_collected_data, write_collected_data
+from kpreg.formats.deeplabcut import frame_file_name, read_collected_data, write_collected_data
 from kpreg.formats.mpii import MPII_JOINT_NAMES, MPII_SKELETON
 
 __all__ = [
@@ -265,11 +265,6 @@ def _labels(figs: list[SyntheticFigure], spec: VideoSpec) -> ClipLabels:
 
 def clip_name(seed: int, clip: int) -> str:
     return f"s{seed}_clip{clip:03d}"
-
-
-def frame_file_name(frame: int, frame_count: int) -> str:
-    """DeepLabCut's name of an extracted frame: ``img`` + the index zero-padded to the digits of the frame count."""
-    return f"img{frame:0{len(str(max(frame_count - 1, 0)))}d}.png"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from kpreg.data import synthetic_video as sv
 from kpreg.data.synthetic_video import (
     KEYPOINT_NAMES,
     VideoSpec,
-    frame_file_name,
     render_clip,
     render_frame,
     write_clip,
@@ -118,12 +117,6 @@ def test_labelled_frames_make_a_project_and_are_never_overwritten(tmp_path) -> N
     config = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert config["bodyparts"] == list(KEYPOINT_NAMES)
     assert all(a in KEYPOINT_NAMES and b in KEYPOINT_NAMES for a, b in config["skeleton"])
-
-
-@pytest.mark.parametrize("count, name", [(10, "img0.png"), (100, "img07.png"), (2330, "img0007.png")])
-def test_frame_names_follow_deeplabcut(count: int, name: str) -> None:
-    # DeepLabCut pads to ceil(log10(frame count)) digits (frame_extraction / outlier_frames).
-    assert frame_file_name(0 if count == 10 else 7, count) == name
 
 
 def test_spec_is_checked() -> None:

@@ -455,3 +455,12 @@ def test_writer_bad_input(tmp_path: Path, kwargs: dict, pattern: str) -> None:
     args.update(kwargs)
     with pytest.raises(ValueError, match=pattern):
         write_collected_data(tmp_path / "w.csv", **args)
+
+
+@pytest.mark.parametrize(("frame", "count", "name"), [(0, 10, "img0.png"), (7, 100, "img07.png"),
+                                                     (7, 101, "img007.png"), (7, 2330, "img0007.png"), (0, 1, "img0.png")])
+def test_frame_names_follow_deeplabcut(frame: int, count: int, name: str) -> None:
+    # DeepLabCut pads to ceil(log10(frame count)) digits (frame_extraction.py, outlier_frames.py).
+    from kpreg.formats.deeplabcut import frame_file_name
+
+    assert frame_file_name(frame, count) == name
