@@ -10,10 +10,12 @@ A top-down model sees a crop. Which crop it was trained on is in its checkpoint 
   (on DeepLabCut's openfield frames it lands 188 px off on average) and is never run on one: boxes must come from
   elsewhere (a detections file).
 
-On video, ``Tracker`` follows the animal as DeepLabCut's dynamic cropping does: the box of frame t is the extent of
-frame t − 1's keypoints (one pass per frame), and the coarse pass re-finds the animal on the whole frame when it is
-lost (the mean confidence of the last frame below ``lost_below``), at the start, and after every frame of a
-``both`` model that is not tracked.
+On video, ``Tracker`` runs every frame coarse to fine (the default: ``1 + refine`` passes a frame), or, with
+``follow``, as DeepLabCut's dynamic cropping does: the box of frame t is the extent of frame t − 1's keypoints (one
+pass a frame), and the coarse pass re-finds the animal when it is lost (the mean confidence of the last frame below
+``lost_below``). Following is not the default: on DeepLabCut's openfield video a followed box drifted off the mouse
+within seconds while the crop model, out of its training distribution on a wrong crop, stayed confident (0.99), so
+"lost" never fired; the whole-frame pass of every frame cannot drift.
 """
 
 from __future__ import annotations
@@ -102,13 +104,14 @@ class Tracker:
     """
 
     def __init__(self, predict: PredictFn, mode: CropMode, refine_passes: int = DEFAULT_REFINE,
-                 lost_below: float = DEFAULT_LOST_BELOW) -> None:
+                 lost_below: float = DEFAULT_LOST_BELOW, follow: bool = False) -> None:
         if mode == "crop":
             raise refuse_whole_frames("the model")
         self.predict = predict
         self.mode = mode
         self.refine_passes = refine_passes
         self.lost_below = lost_below
+        self.follow = follow
         self.passes = 0
         self.refound = 0
         self._last: np.ndarray | None = None  # (K, 2) the previous frame's keypoints while the animal is tracked
@@ -129,5 +132,5 @@ class Tracker:
             out, c = self._run(image, [box])
             xy, conf = out[0], c[0]
         found = bool(np.isfinite(conf).any() and np.nanmean(conf) >= self.lost_below)
-        self._last = xy if found else None
+        self._last = xy if found and self.follow else None
         return xy, conf, box

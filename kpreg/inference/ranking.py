@@ -15,8 +15,8 @@ Each score is large where the model is probably wrong on the frame (T frames, K 
 ``combine`` averages the scores' percentile ranks (each score says "more suspicious" on its own scale; ranks make
 them comparable without tuning weights). ``pick_diverse`` takes the ``n`` frames to label: the best-ranked
 candidates (``pool`` × n of them) are clustered into ``n`` groups by k-means on their poses (centred, in animal
-sizes; ``kpreg.kmeans``), and each group gives its best-ranked frame, so the picks are not twenty neighbours of one
-bad moment.
+sizes; ``kpreg.kmeans``), and each group gives its best-ranked frame at least ``min_gap`` frames from the others,
+so the picks are not twenty neighbours of one bad moment.
 
 DeepLabCut's three outlier heuristics (``extract_outlier_frames``) are here as baselines, as flags per frame:
 ``dlc_jump`` (a keypoint moved more than ε px since the previous frame), ``dlc_uncertain`` (a likelihood below
@@ -36,6 +36,7 @@ from kpreg.kmeans import masked_kmeans
 
 PCA_VARIANCE = 0.99
 DEFAULT_POOL = 3  # candidates per frame to pick, before clustering
+DEFAULT_MIN_GAP = 10  # frames between two picks
 
 
 class RankingError(ValueError):
@@ -122,27 +123,41 @@ def pick_diverse(
     pool: int = DEFAULT_POOL,
     exclude: np.ndarray | None = None,
     seed: int = 0,
+    min_gap: int = DEFAULT_MIN_GAP,
 ) -> np.ndarray:
     """``n`` frame indices, best score first: the ``pool × n`` best frames clustered by pose into ``n`` groups
-    (k-means), the best of each group. poses (T, K, 2) px (NaN: unknown), ``exclude`` (T,) bool: frames never
-    picked (e.g. already labelled). Fewer than ``n`` candidates: all of them."""
+    (k-means), the best of each group that is at least ``min_gap`` frames from every frame picked before (one bad
+    moment of a video gives one frame, not ten neighbours); places left empty are filled with the next best frames
+    that keep the gap, then with any. poses (T, K, 2) px (NaN: unknown); ``exclude`` (T,) bool: frames never picked
+    (e.g. already labelled). Fewer than ``n`` candidates: all of them."""
     s = np.asarray(score, dtype=np.float64)
     allowed = np.isfinite(s) if exclude is None else np.isfinite(s) & ~np.asarray(exclude, dtype=bool)
-    candidates = np.flatnonzero(allowed)
-    candidates = candidates[np.argsort(-s[candidates], kind="stable")][: max(n * pool, n)]
+    ranked = np.flatnonzero(allowed)
+    ranked = ranked[np.argsort(-s[ranked], kind="stable")]
+    candidates = ranked[: max(n * pool, n)]
     if len(candidates) <= n:
         return candidates
     x = torch.from_numpy(_centred(np.asarray(poses, dtype=np.float64)[candidates]) / size)  # (M, 2K)
     _, assign = masked_kmeans(x, torch.isfinite(x), n, seed=seed)
-    picks = []
-    for c in range(n):
-        members = candidates[assign.numpy() == c]
-        if len(members):
-            picks.append(members[np.argmax(s[members])])
-    chosen = set(picks)  # an empty cluster leaves a place: fill it with the next best candidates
-    picks += [int(i) for i in candidates if int(i) not in chosen][: n - len(picks)]
-    picks = np.asarray(picks, dtype=np.int64)
-    return picks[np.argsort(-s[picks], kind="stable")]
+    cluster = dict(zip(candidates.tolist(), assign.tolist()))
+    picks: list[int] = []
+
+    def far(i: int) -> bool:
+        return all(abs(i - j) >= min_gap for j in picks)
+
+    used: set[int] = set()
+    for i in candidates.tolist():  # best first: each cluster's best frame that keeps the gap
+        if cluster[i] not in used and far(i):
+            picks.append(i)
+            used.add(cluster[i])
+    for pool_of in (ranked.tolist(), candidates.tolist()):  # fill: the gap kept, then any candidate
+        for i in pool_of:
+            if len(picks) >= n:
+                break
+            if i not in picks and (pool_of is not ranked or far(i)):
+                picks.append(i)
+    out = np.asarray(picks[:n], dtype=np.int64)
+    return out[np.argsort(-s[out], kind="stable")]
 
 
 # ---- DeepLabCut's heuristics (refine_training_dataset/outlier_frames.py) ----------------------------------------

@@ -52,7 +52,7 @@ def test_coarse_to_fine_converges_on_the_animal() -> None:
 
 def test_the_tracker_follows_and_refinds_a_lost_animal() -> None:
     predict, calls = fake_model()
-    tracker = Tracker(predict, "both", refine_passes=2)
+    tracker = Tracker(predict, "both", refine_passes=2, follow=True)
     image = np.zeros((200, 300, 3), np.uint8)
     for _ in range(4):
         xy, _, box = tracker.step(image)
@@ -72,3 +72,11 @@ def test_whole_frame_models_run_once_and_crop_models_are_refused() -> None:
     assert box is None and calls == [None]
     with pytest.raises(LocateError, match="trained on crops around the animal.*box_source both"):
         Tracker(predict, "crop")
+
+
+def test_without_follow_every_frame_is_coarse_to_fine() -> None:
+    predict, calls = fake_model()
+    tracker = Tracker(predict, "both", refine_passes=1)
+    for _ in range(3):
+        tracker.step(np.zeros((200, 300, 3), np.uint8))
+    assert tracker.passes == 6 and calls[::2] == [None, None, None]  # whole frame + one crop, every frame

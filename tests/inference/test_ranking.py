@@ -70,12 +70,12 @@ def test_pick_diverse_takes_the_best_of_each_pose_cluster() -> None:
     score[kind_b] *= 0.5
     top = np.argsort(-score)[:2]
     assert not kind_b[top].any()
-    picks = pick_diverse(score, poses, n=2, size=10.0, pool=4)
+    picks = pick_diverse(score, poses, n=2, size=10.0, pool=4, min_gap=0)
     assert len(picks) == 2 and kind_b[picks].sum() == 1  # one of each kind
     assert picks[0] == np.argmax(score)  # best first
     excluded = np.zeros(t, dtype=bool)
     excluded[np.argmax(score)] = True
-    assert np.argmax(score) not in pick_diverse(score, poses, 2, 10.0, pool=4, exclude=excluded)
+    assert np.argmax(score) not in pick_diverse(score, poses, 2, 10.0, pool=4, exclude=excluded, min_gap=0)
     assert len(pick_diverse(score[:1], poses[:1], 3, 10.0)) == 1  # fewer candidates than asked: all
 
 
@@ -83,3 +83,14 @@ def test_deeplabcut_heuristics_by_hand() -> None:
     xy = np.array([[[0, 0], [0, 0]], [[3, 4], [0, 1]], [[3, 4], [np.nan, np.nan]]], dtype=float)
     np.testing.assert_allclose(dlc_jump(xy), [0.0, 5.0, 0.0])
     np.testing.assert_allclose(dlc_uncertain(np.array([[0.5, 0.001], [0.9, 0.8]])), [0.001, 0.8])
+
+
+def test_pick_diverse_keeps_picks_apart_in_time() -> None:
+    t = 100
+    score = np.zeros(t)
+    score[40:50] = np.linspace(1.0, 2.0, 10)  # one bad moment of ten frames
+    score[80] = 0.5
+    poses = np.random.default_rng(0).normal(size=(t, 3, 2))  # every frame a different pose
+    picks = pick_diverse(score, poses, n=3, size=1.0, pool=5, min_gap=10)
+    assert picks[0] == 49 and 80 in picks
+    assert all(abs(int(a) - int(b)) >= 10 for a in picks for b in picks if a != b)
