@@ -150,11 +150,11 @@ def pick_diverse(
         if cluster[i] not in used and far(i):
             picks.append(i)
             used.add(cluster[i])
-    for pool_of in (ranked.tolist(), candidates.tolist()):  # fill: the gap kept, then any candidate
+    for keep_gap, pool_of in ((True, ranked.tolist()), (False, candidates.tolist())):  # fill: gap kept, then any
         for i in pool_of:
             if len(picks) >= n:
                 break
-            if i not in picks and (pool_of is not ranked or far(i)):
+            if i not in picks and (far(i) or not keep_gap):
                 picks.append(i)
     out = np.asarray(picks[:n], dtype=np.int64)
     return out[np.argsort(-s[out], kind="stable")]

@@ -92,5 +92,13 @@ def test_pick_diverse_keeps_picks_apart_in_time() -> None:
     score[80] = 0.5
     poses = np.random.default_rng(0).normal(size=(t, 3, 2))  # every frame a different pose
     picks = pick_diverse(score, poses, n=3, size=1.0, pool=5, min_gap=10)
-    assert picks[0] == 49 and 80 in picks
+    assert picks[0] == 49 and 80 in picks and len(picks) == 3
     assert all(abs(int(a) - int(b)) >= 10 for a in picks for b in picks if a != b)
+
+
+def test_the_fill_keeps_the_gap_too() -> None:
+    score = np.zeros(100)
+    score[40:50] = np.linspace(1.0, 2.0, 10)
+    poses = np.random.default_rng(0).normal(size=(100, 3, 2))
+    picks = pick_diverse(score, poses, n=3, size=1.0, pool=5, min_gap=10)
+    assert picks[0] == 49 and all(abs(int(a) - int(b)) >= 10 for a in picks for b in picks if a != b)
