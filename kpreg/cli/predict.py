@@ -4,8 +4,10 @@
     python predict.py --ckpt CKPT --input 'frames/*.png' --out out/ --detections dets.json --score-thr 0.5
     python predict.py --backend onnxruntime --model model.onnx --input clip.mp4 --out out/
 
-Boxes: the whole frame by default (lab videos, single animals); or ``--detections`` — a COCO detection JSON
-(entries keyed by ``file_name``, or by ``image_id`` with ``--images-file``), a COCO file with ``images`` and
+Boxes: without ``--detections``, the model finds the animal as it was trained to (``kpreg.inference.locate``): a
+whole-frame model runs on the whole frame; a model trained with ``box_source: both`` (the DeepLabCut config's
+default) runs on the whole frame, then ``--refine`` times (1) on the crop of the keypoints it found, every frame; a
+model trained on crops only is refused (exit 2). Or ``--detections`` — a COCO detection JSON (entries keyed by ``file_name``, or by ``image_id`` with ``--images-file``), a COCO file with ``images`` and
 ``annotations``, or a CSV ``frame, x, y, w, h, score`` (one row per box; ``frame`` a video frame index or an
 image file name) — kept above ``--score-thr``. Several boxes of one frame are several instances.
 
@@ -50,6 +52,7 @@ from kpreg.formats.deeplabcut import DLCTableWriter
 from kpreg.formats.files import read_json
 from kpreg.inference.boxes import BoxError, BoxSelector, Detections, load_detections
 from kpreg.inference.filtering import DEFAULT_MIN_CONFIDENCE, filter_keypoints
+from kpreg.inference.locate import DEFAULT_REFINE, refuse_whole_frames
 from kpreg.inference.predictor import Prediction, Predictor
 from kpreg.inference.render import draw_predictions
 from kpreg.inference.runtimes import BACKENDS
@@ -87,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--category-id", type=int, default=None, help="keep detections of this category only")
     data.add_argument("--images-file", help="a COCO JSON whose 'images' map file names to image ids")
     data.add_argument("--padding", type=float, default=1.25, help="growth of a detection box around its centre")
+    data.add_argument("--refine", type=int, default=DEFAULT_REFINE,
+                      help="without --detections, for a model trained on crops and whole frames (box_source both): "
+                           "passes on the crop of the keypoints found, after the whole-frame pass")
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, help="output folder")
     out.add_argument("--draw", action="store_true", help="draw predictions: drawn/ images, or an annotated MP4")
@@ -170,6 +176,8 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.prefetch < 1:
         raise ValueError(f"--prefetch must be at least 1, got {args.prefetch}")
+    if args.refine < 0:
+        raise ValueError(f"--refine must be 0 or more, got {args.refine}")
     source = open_source(args.input, prefetch_depth=args.prefetch)
     detections: Detections | None = None
     if args.detections:
@@ -177,8 +185,12 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
     selector = BoxSelector(source, detections)  # an image source's detections are matched here, up front
     ids = image_ids_by_name(args.images_file)
     predictor = build_predictor(args)
+    if detections is None and predictor.crop_mode == "crop":
+        raise refuse_whole_frames(args.ckpt or args.model)
+    boxes = _boxes_line(args, predictor, detections is not None)
     console.print(predictor.describe(), highlight=False)
     console.print(_source_line(source), highlight=False)
+    console.print(f"boxes: {boxes}", highlight=False)
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +210,11 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
             DLCTableWriter(out_dir / "predictions.csv", scorer, predictor.keypoint_names) as table, \
             FrameProgress(len(source) or None) as progress:
         try:
-            for frame, prediction in predictor.stream(source, selector if detections else None, args.prefetch):
+            if detections or predictor.crop_mode == "image":
+                pairs = predictor.stream(source, selector if detections else None, args.prefetch)
+            else:  # no boxes for a model that finds the animal itself: coarse to fine, frame by frame
+                pairs = ((frame, predictor.locate(frame.image, args.refine)) for frame in source)
+            for frame, prediction in pairs:
                 _write(frame, prediction, video, source_name, ids, results, table, stats, min_confidence)
                 if args.draw:
                     image = draw_predictions(frame.image, prediction.keypoints, prediction.confidence,
@@ -220,7 +236,7 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
     summary = {
         "model": predictor.describe(), "backend": predictor.backend, "device": predictor.device,
         "flip_test": predictor.flip_test, "calibrated": predictor.calibrated,
-        "input": str(args.input), "kind": source.kind, "frames": stats.frames, "instances": stats.instances,
+        "input": str(args.input), "kind": source.kind, "boxes": boxes, "frames": stats.frames, "instances": stats.instances,
         "frames_without_box": stats.frames_without_box, "skipped": source.report.skipped,
         "converted": source.report.notes, "fault": source.report.fault,
         "detections": None if detections_report is None else detections_report.summary(),
@@ -235,6 +251,15 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
                   f"({stats.frames_per_second:.1f} frames/s) → {out_dir}/predictions.json, predictions.csv"
                   + (", drawn" if args.draw else ""), highlight=False)
     return stats
+
+
+def _boxes_line(args: argparse.Namespace, predictor: Predictor, detections: bool) -> str:
+    if detections:
+        return f"detections from {args.detections}"
+    if predictor.crop_mode == "image":
+        return "the whole frame (the model was trained on whole frames)"
+    return (f"found by the model: the whole frame, then {args.refine} crop(s) of the keypoints found (trained on "
+            "crops and whole frames)")
 
 
 def _source_line(source: FrameSource) -> str:
