@@ -47,6 +47,13 @@ import cv2
 import numpy as np
 from rich.console import Console
 
+from kpreg.cli.smooth_track import (
+    DEFAULT_GATE,
+    SmoothingSettings,
+    draw_smoothed,
+    smooth_track,
+    write_smoothed,
+)
 from kpreg.formats.coco import read_images
 from kpreg.formats.deeplabcut import DLCTableWriter
 from kpreg.formats.files import read_json
@@ -54,8 +61,9 @@ from kpreg.inference.boxes import BoxError, BoxSelector, Detections, load_detect
 from kpreg.inference.filtering import DEFAULT_MIN_CONFIDENCE, filter_keypoints
 from kpreg.inference.locate import DEFAULT_REFINE, refuse_whole_frames
 from kpreg.inference.predictor import Prediction, Predictor
-from kpreg.inference.render import draw_predictions
+from kpreg.inference.render import DEFAULT_COLORMAP, draw_predictions
 from kpreg.inference.runtimes import BACKENDS
+from kpreg.inference.smoothing import DEFAULT_WINDOW, SMOOTHERS
 from kpreg.inference.sources import Frame, FrameSource, open_source
 from kpreg.inference.writers import PredictionsWriter, VideoWriter
 
@@ -104,6 +112,19 @@ def _parser() -> argparse.ArgumentParser:
                           "and predictions.csv (empty cells); by default the files keep every keypoint")
     out.add_argument("--scorer", default=None, help="the CSV's scorer row (default kpreg_<head>_<backbone>)")
     out.add_argument("--prefetch", type=int, default=8, help="frames decoded and cropped ahead of the network")
+    video = parser.add_argument_group("video: smoothing and drawing (kpreg.cli.smooth_track)")
+    video.add_argument("--smooth", choices=SMOOTHERS, default="none",
+                       help="smooth the video's track over time into predictions_smoothed.csv (+ .h5): kalman (noise "
+                            "from the calibrated confidence; the most accurate) or a moving median")
+    video.add_argument("--smooth-gate", type=float, default=DEFAULT_GATE,
+                       help="keypoints below this confidence are gaps the smoother bridges (low: gating at 0.5 "
+                            "raises the error of a calibrated model)")
+    video.add_argument("--smooth-window", type=int, default=DEFAULT_WINDOW, help="the median's window (odd frames)")
+    video.add_argument("--predictions", metavar="FILE",
+                       help="smooth this predictions table of the --input video (predict.py's or DeepLabCut's .csv "
+                            "/ .h5) instead of running a model")
+    video.add_argument("--trail", type=int, default=0, help="draw the last N frames' positions of the smoothed track")
+    video.add_argument("--colormap", default=DEFAULT_COLORMAP, help="matplotlib colormap of the keypoint colours")
     return parser
 
 
@@ -170,6 +191,61 @@ def _drawn_path(out_dir: Path, name: str) -> Path:
     return path
 
 
+def _smoothing(args: argparse.Namespace, source: FrameSource) -> SmoothingSettings | None:
+    """The smoothing asked for, checked against the input before anything runs; None without ``--smooth``."""
+    if args.smooth == "none":
+        if args.predictions:
+            raise ValueError("--predictions FILE is smoothed: give --smooth kalman or --smooth median")
+        return None
+    if source.video is None:
+        raise ValueError(f"--smooth smooths a video's track over time; {args.input} is not a video")
+    if not 0.0 <= args.smooth_gate <= 1.0:
+        raise ValueError(f"--smooth-gate is a confidence in [0, 1], got {args.smooth_gate}")
+    if args.trail < 0:
+        raise ValueError(f"--trail must be 0 or more, got {args.trail}")
+    frames = source.video.frame_count
+    if args.smooth == "median" and frames is not None and frames < args.smooth_window:
+        raise ValueError(f"{args.input} has {frames} frame(s), fewer than the median window of {args.smooth_window}: "
+                         "give a smaller --smooth-window, or --smooth kalman (no window)")
+    return SmoothingSettings(args.smooth, args.smooth_gate, args.smooth_window)
+
+
+def _smooth_outputs(args: argparse.Namespace, settings: SmoothingSettings, table: Path, frame_count: int | None,
+                    skeleton: tuple[tuple[int, int], ...], console: Console) -> list[Path]:
+    """The track in ``table`` smoothed into ``args.out`` (and drawn with ``--draw``) → the files written."""
+    from kpreg.inference.tracks import read_track
+
+    out_dir = Path(args.out)
+    track = read_track(table, frame_count)
+    start = time.monotonic()
+    smoothed = smooth_track(track, settings)
+    seconds = time.monotonic() - start
+    written = write_smoothed(out_dir, track, smoothed)
+    if args.draw:
+        source = open_source(args.input)
+        fps = source.video.fps or DEFAULT_VIDEO_FPS  # type: ignore[union-attr]
+        written.append(draw_smoothed(source, out_dir / f"{Path(args.input).stem}_smoothed.mp4", fps, track, smoothed,
+                                     skeleton, args.min_confidence, args.colormap, args.trail))
+    bridged = int((~smoothed.observed & np.isfinite(smoothed.keypoints).all(-1)).sum())
+    console.print(f"smoothed ({settings.method}, gate {settings.gate:g}) {track.num_frames} frame(s) in {seconds:.2f} "
+                  f"s, {bridged} keypoint(s) bridged → " + ", ".join(p.name for p in written), highlight=False)
+    return written
+
+
+def smooth_file(args: argparse.Namespace, console: Console) -> list[Path]:
+    """``--predictions FILE``: smooth an existing predictions table of the ``--input`` video; no model runs."""
+    if args.ckpt or args.model:
+        raise ValueError("--predictions FILE smooths a table that exists: give no --ckpt / --model")
+    if args.draw:
+        raise ValueError("--draw with --predictions needs the model's skeleton: predict the video with --ckpt, "
+                         "--smooth and --draw instead")
+    source = open_source(args.input)
+    settings = _smoothing(args, source)
+    assert settings is not None and source.video is not None
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    return _smooth_outputs(args, settings, Path(args.predictions), source.video.frame_count, (), console)
+
+
 def run(args: argparse.Namespace, console: Console) -> RunStats:
     """Predict every frame of ``args.input`` into ``args.out``; returns what happened."""
     if args.batch_size < 1:
@@ -182,6 +258,7 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
     detections: Detections | None = None
     if args.detections:
         detections = load_detections(args.detections, args.score_thr, args.category_id, args.images_file)
+    smoothing = _smoothing(args, source)
     selector = BoxSelector(source, detections)  # an image source's detections are matched here, up front
     ids = image_ids_by_name(args.images_file)
     predictor = build_predictor(args)
@@ -219,7 +296,8 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
                 if args.draw:
                     image = draw_predictions(frame.image, prediction.keypoints, prediction.confidence,
                                              predictor.skeleton, args.min_confidence,
-                                             boxes=list(prediction.boxes) if detections else None)
+                                             boxes=list(prediction.boxes) if detections else None,
+                                             colormap=args.colormap)
                     if drawn is not None:
                         drawn.write(image)
                     else:
@@ -233,6 +311,8 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
                 drawn.close()
     detections_report = selector.finish()  # a video's detections are matched against the frames read
     _report(source, detections_report, stats, console)
+    if smoothing is not None and stats.instances:
+        _smooth_outputs(args, smoothing, out_dir / "predictions.csv", stats.frames, predictor.skeleton, console)
     summary = {
         "model": predictor.describe(), "backend": predictor.backend, "device": predictor.device,
         "flip_test": predictor.flip_test, "calibrated": predictor.calibrated,
@@ -345,7 +425,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     console = Console(soft_wrap=True)
     try:
-        run(args, console)
+        if args.predictions:
+            smooth_file(args, console)
+        else:
+            run(args, console)
     except USER_ERRORS as err:
         if os.environ.get("KPREG_DEBUG"):
             raise

@@ -6,6 +6,7 @@ The model is the session's tiny synthetic checkpoint; its recorded data part is 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -71,3 +72,75 @@ def test_without_boxes_the_model_finds_the_animal(box_source: str, passes_word: 
     assert passes_word in summary["boxes"] and passes_word in stdout and summary["frames"] == N_FRAMES
     entries = json.loads((out / "predictions.json").read_text())
     assert len(entries) == N_FRAMES and all(len(e["keypoints"]) == 16 * 3 for e in entries)
+
+
+@pytest.fixture(scope="module")
+def smoothed_run(video: Path, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """predict.py --smooth kalman --draw on the clip, once for the module (the whole-frame tiny model; its
+    confidences are all low, so the gate is 0: every keypoint observed)."""
+    out = tmp_path_factory.mktemp("smoothed")
+    code = 0
+    try:
+        predict_main(["--ckpt", str(tiny_checkpoint), "--input", str(video), "--out", str(out), "--device", "cpu",
+                      "--smooth", "kalman", "--smooth-gate", "0", "--draw", "--trail", "3", "--colormap", "jet"])
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    assert code == 0
+    return out
+
+
+def test_smoothed_track_is_written_beside_the_raw_one_and_drawn(smoothed_run: Path) -> None:
+    from kpreg.inference.tracks import read_track
+
+    raw = read_track(smoothed_run / "predictions.csv", N_FRAMES)
+    smooth = read_track(smoothed_run / "predictions_smoothed.csv", N_FRAMES)
+    assert smooth.bodyparts == raw.bodyparts and smooth.scorer == raw.scorer
+    np.testing.assert_array_equal(smooth.confidence, raw.confidence)  # the likelihood column is the confidence
+    assert np.isfinite(smooth.keypoints).all() and not np.array_equal(smooth.keypoints, raw.keypoints)
+    # smoother than the raw track: less frame-to-frame acceleration
+    assert np.abs(np.diff(smooth.keypoints, 2, axis=0)).mean() < np.abs(np.diff(raw.keypoints, 2, axis=0)).mean()
+    drawn = cv2.VideoCapture(str(smoothed_run / "clip_smoothed.mp4"))
+    assert int(drawn.get(cv2.CAP_PROP_FRAME_COUNT)) == N_FRAMES
+    drawn.release()
+    assert cv2.imread(str(smoothed_run / "legend.png")) is not None
+    summary = json.loads((smoothed_run / "summary.json").read_text())
+    assert "predictions_smoothed.csv" in summary["outputs"]
+    if importlib.util.find_spec("tables") is not None:
+        h5 = read_track(smoothed_run / "predictions_smoothed.h5", N_FRAMES)
+        np.testing.assert_allclose(h5.keypoints, smooth.keypoints, atol=1e-3)
+
+
+def test_an_existing_predictions_file_is_smoothed_the_same_way(smoothed_run: Path, video: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "again"
+    code, stdout, err = run_main(capsys, "--predictions", str(smoothed_run / "predictions.csv"), "--input",
+                                 str(video), "--out", str(out), "--smooth", "kalman", "--smooth-gate", "0")
+    assert code == 0, err
+    assert "smoothed (kalman, gate 0) 12 frame(s)" in stdout
+    assert (out / "predictions_smoothed.csv").read_text() == (smoothed_run / "predictions_smoothed.csv").read_text()
+
+
+def test_smoothing_bad_input_is_exit_2(smoothed_run: Path, video: Path, tiny_checkpoint: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    longer = tmp_path / "longer.avi"  # another video: 13 frames
+    writer = cv2.VideoWriter(str(longer), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))
+    for _ in range(N_FRAMES + 1):
+        writer.write(np.zeros((64, 96, 3), np.uint8))
+    writer.release()
+    table = str(smoothed_run / "predictions.csv")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    cases = [
+        (["--predictions", table, "--input", str(longer), "--smooth", "kalman"],
+         "has 12 frame(s) but the video has 13: these are the predictions of another video"),
+        (["--predictions", table, "--input", str(video)], "give --smooth kalman or --smooth median"),
+        (["--ckpt", str(tiny_checkpoint), "--input", str(video), "--smooth", "median", "--smooth-window", "15"],
+         "fewer than the median window of 15"),
+        (["--ckpt", str(tiny_checkpoint), "--input", str(folder), "--smooth", "kalman"], "is not a video"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "o"
+        code, _, err = run_main(capsys, *args, "--out", str(out), "--device", "cpu")
+        assert code == 2 and message in err, (args, err)
+        assert not (out / "predictions.csv").exists()  # refused before anything ran
