@@ -11,6 +11,11 @@ model trained on crops only is refused (exit 2). Or ``--detections`` — a COCO 
 ``annotations``, or a CSV ``frame, x, y, w, h, score`` (one row per box; ``frame`` a video frame index or an
 image file name) — kept above ``--score-thr``. Several boxes of one frame are several instances.
 
+Several ``--ckpt``: an ensemble of models of the same keypoints (seeds, or heads of different kinds;
+``kpreg.inference.ensemble_predictor``): each frame is the members' mean position and confidence, and
+``disagreement.csv`` holds the members' spread per frame and keypoint (px), which ``--smooth kalman`` adds to its
+observation noise and ``suggest.py --disagreement`` ranks frames by.
+
 Outputs in ``--out``:
 
 * ``predictions.json``: every instance in the schema ``evaluate.py`` writes too (``kpreg.formats.predictions``): COCO
@@ -58,6 +63,8 @@ from kpreg.formats.coco import read_images
 from kpreg.formats.deeplabcut import DLCTableWriter
 from kpreg.formats.files import read_json
 from kpreg.inference.boxes import BoxError, BoxSelector, Detections, load_detections
+from kpreg.inference.ensemble import write_disagreement
+from kpreg.inference.ensemble_predictor import EnsemblePredictor
 from kpreg.inference.filtering import DEFAULT_MIN_CONFIDENCE, filter_keypoints
 from kpreg.inference.locate import DEFAULT_REFINE, refuse_whole_frames
 from kpreg.inference.predictor import Prediction, Predictor
@@ -78,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="predict.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model")
-    model.add_argument("--ckpt", help="a kpreg checkpoint (it carries its model: no config needed)")
+    model.add_argument("--ckpt", action="append",
+                       help="a kpreg checkpoint (it carries its model: no config needed); several --ckpt: an ensemble "
+                            "of models of the same keypoints (mean, and the members' spread in disagreement.csv)")
     model.add_argument("--model", help="an exported model (export.py): .onnx for onnxruntime, .pt for torchscript")
     model.add_argument("--backend", choices=BACKENDS, default=None,
                        help="torch (the checkpoint, default), onnxruntime or torchscript (an exported --model)")
@@ -143,21 +152,30 @@ class RunStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def build_predictor(args: argparse.Namespace) -> Predictor:
+def build_predictor(args: argparse.Namespace) -> Predictor | EnsemblePredictor:
     import torch
 
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    backend = args.backend or ("torch" if args.ckpt else None)
+    ckpts = args.ckpt or []
+    if len(ckpts) > 1:
+        if args.model or args.backend not in (None, "torch") or args.config:
+            raise ValueError("several --ckpt are an ensemble run by the torch backend from the checkpoints alone: "
+                             "give no --model / --backend / --config")
+        members = [Predictor.from_checkpoint(c, args.device, args.flip, None, args.batch_size, args.padding)
+                   for c in ckpts]
+        return EnsemblePredictor(members, ckpts)
+    ckpt = ckpts[0] if ckpts else None
+    backend = args.backend or ("torch" if ckpt else None)
     if backend in (None, "torch"):
-        if not args.ckpt:
+        if not ckpt:
             raise ValueError("give --ckpt CKPT (a checkpoint), or --model FILE with --backend onnxruntime|torchscript")
         if args.model:
             raise ValueError("--model is an exported file for --backend onnxruntime|torchscript; with the torch "
                              "backend give only --ckpt")
-        return Predictor.from_checkpoint(args.ckpt, args.device, args.flip, args.config, args.batch_size, args.padding)
+        return Predictor.from_checkpoint(ckpt, args.device, args.flip, args.config, args.batch_size, args.padding)
     if not args.model:
         raise ValueError(f"--backend {backend} runs an exported model: give --model FILE (python export.py --ckpt "
                          f"CKPT --format {'onnx' if backend == 'onnxruntime' else 'torchscript'} --out FILE)")
@@ -165,13 +183,13 @@ def build_predictor(args: argparse.Namespace) -> Predictor:
         raise ValueError("--config is checked against a checkpoint; an exported model carries its own description")
     predictor = Predictor.from_exported(args.model, backend, args.device, args.flip, args.batch_size, args.padding,
                                         threads=torch.get_num_threads() if args.threads is None else args.threads)
-    if args.ckpt:  # both given: they must describe the same model
+    if ckpt:  # both given: they must describe the same model
         from kpreg.inference.rebuild import rebuild
 
-        ckpt_info = rebuild(args.ckpt).info
+        ckpt_info = rebuild(ckpt).info
         for name in ("keypoint_names", "input_size"):
             if getattr(ckpt_info, name) != getattr(predictor.info, name):
-                raise ValueError(f"{args.model} and {args.ckpt} are different models ({name}: "
+                raise ValueError(f"{args.model} and {ckpt} are different models ({name}: "
                                               f"{getattr(predictor.info, name)} vs {getattr(ckpt_info, name)})")
     return predictor
 
@@ -211,14 +229,16 @@ def _smoothing(args: argparse.Namespace, source: FrameSource) -> SmoothingSettin
 
 
 def _smooth_outputs(args: argparse.Namespace, settings: SmoothingSettings, table: Path, frame_count: int | None,
-                    skeleton: tuple[tuple[int, int], ...], console: Console) -> list[Path]:
-    """The track in ``table`` smoothed into ``args.out`` (and drawn with ``--draw``) → the files written."""
+                    skeleton: tuple[tuple[int, int], ...], console: Console,
+                    ensemble_variance: np.ndarray | None = None) -> list[Path]:
+    """The track in ``table`` smoothed into ``args.out`` (and drawn with ``--draw``) → the files written;
+    ``ensemble_variance`` (T, K) px²: an ensemble's, added to the Kalman observation noise."""
     from kpreg.inference.tracks import read_track
 
     out_dir = Path(args.out)
     track = read_track(table, frame_count)
     start = time.monotonic()
-    smoothed = smooth_track(track, settings)
+    smoothed = smooth_track(track, settings, ensemble_variance)
     seconds = time.monotonic() - start
     written = write_smoothed(out_dir, track, smoothed)
     if args.draw:
@@ -263,7 +283,7 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
     ids = image_ids_by_name(args.images_file)
     predictor = build_predictor(args)
     if detections is None and predictor.crop_mode == "crop":
-        raise refuse_whole_frames(args.ckpt or args.model)
+        raise refuse_whole_frames(" and ".join(args.ckpt or [args.model]))
     boxes = _boxes_line(args, predictor, detections is not None)
     console.print(predictor.describe(), highlight=False)
     console.print(_source_line(source), highlight=False)
@@ -273,7 +293,11 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
     out_dir.mkdir(parents=True, exist_ok=True)
     video = source.video is not None
     source_name = Path(args.input).name
-    scorer = args.scorer or f"kpreg_{predictor.info.head or 'model'}_{predictor.info.backbone or 'net'}"
+    ensemble = isinstance(predictor, EnsemblePredictor)
+    scorer = args.scorer or (f"kpreg_ensemble{len(predictor.members)}" if isinstance(predictor, EnsemblePredictor)
+                             else f"kpreg_{predictor.info.head or 'model'}_{predictor.info.backbone or 'net'}")
+    spread_rows: list[str | int] = []  # an ensemble's disagreement: the rows of predictions.csv …
+    spread: list[np.ndarray] = []  # … and the best instance's (K,) variance per coordinate, px²
     stats = RunStats()
     drawn: VideoWriter | None = None
     if args.draw and video:
@@ -293,6 +317,10 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
                 pairs = ((frame, predictor.locate(frame.image, args.refine)) for frame in source)
             for frame, prediction in pairs:
                 _write(frame, prediction, video, source_name, ids, results, table, stats, min_confidence)
+                if ensemble:
+                    spread_rows.append(frame.index if video else frame.name)
+                    spread.append(np.full(len(predictor.keypoint_names), np.nan) if len(prediction) == 0
+                                  else prediction.variance[int(np.argmax(prediction.scores))])  # type: ignore[index]
                 if args.draw:
                     image = draw_predictions(frame.image, prediction.keypoints, prediction.confidence,
                                              predictor.skeleton, args.min_confidence,
@@ -311,8 +339,12 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
                 drawn.close()
     detections_report = selector.finish()  # a video's detections are matched against the frames read
     _report(source, detections_report, stats, console)
+    variance = np.array(spread).reshape(len(spread), len(predictor.keypoint_names)) if ensemble else None  # (T, K)
+    if variance is not None:
+        write_disagreement(out_dir / "disagreement.csv", predictor.keypoint_names, spread_rows, variance)
     if smoothing is not None and stats.instances:
-        _smooth_outputs(args, smoothing, out_dir / "predictions.csv", stats.frames, predictor.skeleton, console)
+        _smooth_outputs(args, smoothing, out_dir / "predictions.csv", stats.frames, predictor.skeleton, console,
+                        variance)
     summary = {
         "model": predictor.describe(), "backend": predictor.backend, "device": predictor.device,
         "flip_test": predictor.flip_test, "calibrated": predictor.calibrated,
@@ -333,7 +365,7 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
     return stats
 
 
-def _boxes_line(args: argparse.Namespace, predictor: Predictor, detections: bool) -> str:
+def _boxes_line(args: argparse.Namespace, predictor: Predictor | EnsemblePredictor, detections: bool) -> str:
     if detections:
         return f"detections from {args.detections}"
     if predictor.crop_mode == "image":

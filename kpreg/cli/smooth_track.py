@@ -39,8 +39,9 @@ class SmoothingSettings:
 def smooth_track(track: Track, settings: SmoothingSettings, ensemble_variance: np.ndarray | None = None) -> Smoothed:
     """The track (T, K) smoothed; ``ensemble_variance`` (T, K) px² adds to the Kalman observation noise."""
     conf = np.nan_to_num(track.confidence, nan=0.0)  # (T, K): a frame without a prediction is a gap
+    variance = None if ensemble_variance is None else np.nan_to_num(ensemble_variance, nan=0.0)  # (T, K) px²
     return smooth(settings.method, track.keypoints, conf, settings.gate, settings.window,
-                  ensemble_variance=ensemble_variance)
+                  ensemble_variance=variance)
 
 
 def write_smoothed(out_dir: Path, track: Track, smoothed: Smoothed) -> list[Path]:

@@ -7,7 +7,8 @@ Every frame of the video's predictions table (``predict.py``'s, or DeepLabCut's 
 by ``kpreg.inference.ranking``: the calibrated P(wrong) of the frame, the distance of its prediction from the
 Kalman-smoothed track (a prediction that leaves the track for a frame), the residual of a pose PCA fitted on the
 project's labelled poses (a pose unlike any labelled one; left out where the project has fewer than three fully
-labelled frames). The scores' percentile ranks are averaged; ``n`` frames are picked diverse (k-means on pose
+labelled frames) and, with ``--disagreement FILE`` (the ``disagreement.csv`` that ``predict.py`` writes for an
+ensemble, several ``--ckpt``), the members' disagreement — the best of the scores measured. The scores' percentile ranks are averaged; ``n`` frames are picked diverse (k-means on pose
 among the best-ranked, ``--min-gap`` frames apart), never a frame the project already has. They are written into
 ``labeled-data/<video stem>/`` as DeepLabCut extracts frames, with ``CollectedData_<scorer>.csv`` (and ``.h5``)
 prefilled with the predictions at least ``--min-confidence`` confident (``kpreg.inference.labelling``): correct them
@@ -35,6 +36,7 @@ from rich.console import Console
 
 from kpreg.formats.deeplabcut import DLCFormatError, frame_file_name, read_project
 from kpreg.inference import ranking
+from kpreg.inference.ensemble import read_disagreement
 from kpreg.inference.labelling import SuggestionReport, write_suggestions
 from kpreg.inference.smoothing import animal_size, kalman_smooth
 from kpreg.inference.sources import open_source
@@ -52,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--video", required=True, help="the video the predictions are of")
     parser.add_argument("--project", required=True, help="the DeepLabCut project folder to add the frames to")
     parser.add_argument("--n", type=int, default=DEFAULT_N, help="frames to suggest")
+    parser.add_argument("--disagreement", metavar="FILE",
+                        help="an ensemble's disagreement.csv (predict.py with several --ckpt): rank by it as well")
     parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
                         help="prefill the keypoints at least this confident; the others are left to place by hand")
     parser.add_argument("--min-gap", type=int, default=ranking.DEFAULT_MIN_GAP, help="frames between two picks")
@@ -60,9 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def frame_scores(track: Track, project: Path) -> dict[str, np.ndarray]:
+def frame_scores(track: Track, project: Path, ensemble_variance: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The (T,) scores of every frame (module docstring); the pose PCA only where the project has labelled poses of
-    the track's keypoints."""
+    the track's keypoints; the disagreement with an ensemble's variance (T, K) px² per coordinate."""
     xy, conf = track.keypoints, np.nan_to_num(track.confidence, nan=0.0)  # (T, K, 2), (T, K)
     size = animal_size(xy)
     smoothed = kalman_smooth(xy, conf, SMOOTHING_GATE)
@@ -78,6 +82,8 @@ def frame_scores(track: Track, project: Path) -> dict[str, np.ndarray]:
             pca = None
         if pca is not None:
             scores["pca"] = ranking.pca_residual(xy, pca, size)
+    if ensemble_variance is not None:
+        scores["disagreement"] = ranking.disagreement(ensemble_variance, size)
     return scores
 
 
@@ -99,7 +105,10 @@ def suggest(args: argparse.Namespace, console: Console) -> SuggestionReport:
         raise ValueError(f"--video {video} is not a video")
     track = read_track(args.predictions, source.video.frame_count)
     frames = track.num_frames
-    scores = frame_scores(track, project)
+    variance = None
+    if args.disagreement:
+        variance = read_disagreement(args.disagreement, track.bodyparts, frames)
+    scores = frame_scores(track, project, variance)
     combined = ranking.combine(scores)  # (T,)
     seen = np.isfinite(track.keypoints).all(-1).any(-1)  # (T,) frames with a prediction
     exclude = _in_project(project, video, frames) | ~seen

@@ -66,6 +66,8 @@ class Prediction:
     keypoints: np.ndarray  # (N, K, 2) float64 x,y image pixels (0-based pixel centres)
     confidence: np.ndarray  # (N, K) float32: calibrated P(correct) where the model has a map, else the raw score
     boxes: tuple[Box, ...]  # the N boxes (the whole image when none were given)
+    # (N, K) float64 an ensemble's variance of its members' positions per coordinate, px² (None: one model)
+    variance: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -330,7 +332,7 @@ class Predictor:
 
 
 def load(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     device: str | torch.device | None = "auto",
     flip: bool | None = None,
     batch_size: int = 32,
@@ -343,8 +345,15 @@ def load(
     device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda:0"``, …; flip: ``None`` follows the
     run's evaluation setting (on by default), ``True`` / ``False`` override it (an exported file keeps its own);
     config: a run's ``config.yaml``, checked against the checkpoint (not needed); backend: ``torch``,
-    ``onnxruntime`` or ``torchscript`` (default: from the file).
+    ``onnxruntime`` or ``torchscript`` (default: from the file). Several paths: an ensemble of those models
+    (``kpreg.inference.ensemble_predictor.EnsemblePredictor``, the same interface).
     """
+    if not isinstance(path, (str, Path)):
+        from kpreg.inference.ensemble_predictor import EnsemblePredictor
+
+        paths = list(path)
+        members = [load(p, device, flip, batch_size, config, backend, padding) for p in paths]
+        return EnsemblePredictor(members, [str(p) for p in paths])  # type: ignore[return-value]
     backend = backend or guess_backend(path)
     if backend == "torch":
         return Predictor.from_checkpoint(path, device, flip, config, batch_size, padding)

@@ -144,3 +144,53 @@ def test_smoothing_bad_input_is_exit_2(smoothed_run: Path, video: Path, tiny_che
         code, _, err = run_main(capsys, *args, "--out", str(out), "--device", "cpu")
         assert code == 2 and message in err, (args, err)
         assert not (out / "predictions.csv").exists()  # refused before anything ran
+
+
+def perturbed(ckpt: Path, out: Path, seed: int) -> Path:
+    """A copy of ``ckpt`` with noise added to its weights: another member of the same keypoints."""
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    gen = torch.Generator().manual_seed(seed)
+    for value in checkpoint["state_dict"].values():
+        if value.is_floating_point() and value.ndim == 4:  # conv weights
+            value.add_(0.05 * value.std() * torch.randn(value.shape, generator=gen))
+    torch.save(checkpoint, out)
+    return out
+
+
+def test_an_ensemble_is_the_members_mean_with_their_disagreement(video: Path, tiny_checkpoint: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import kpreg
+    from kpreg.inference.ensemble import read_disagreement
+    from kpreg.inference.tracks import read_track
+
+    other = perturbed(tiny_checkpoint, tmp_path / "other.ckpt", 0)
+    runs = {}
+    for name, ckpts in (("a", [tiny_checkpoint]), ("b", [other]), ("ab", [tiny_checkpoint, other])):
+        args = [a for c in ckpts for a in ("--ckpt", str(c))]
+        code, stdout, err = run_main(capsys, *args, "--input", str(video), "--out", str(tmp_path / name),
+                                     "--device", "cpu", "--smooth", "kalman", "--smooth-gate", "0")
+        assert code == 0, err
+        runs[name] = read_track(tmp_path / name / "predictions.csv", N_FRAMES)
+    assert "ensemble of 2 models" in stdout and runs["ab"].scorer == "kpreg_ensemble2"
+    a, b, ab = runs["a"], runs["b"], runs["ab"]
+    np.testing.assert_allclose(ab.keypoints, (a.keypoints + b.keypoints) / 2, atol=2e-3)  # CSV rounding
+    np.testing.assert_allclose(ab.confidence, (a.confidence + b.confidence) / 2, atol=2e-3)
+    expected = ((a.keypoints - b.keypoints) ** 2 / 4).mean(-1)  # (T, K) variance per coordinate of two members
+    assert expected.max() > 0.01  # the members differ
+    spread = read_disagreement(tmp_path / "ab" / "disagreement.csv", ab.bodyparts, N_FRAMES)
+    np.testing.assert_allclose(spread, expected, atol=0.02, rtol=0.01)
+    assert (tmp_path / "ab" / "predictions_smoothed.csv").is_file()
+    predictor = kpreg.load([tiny_checkpoint, other], device="cpu")  # the Python API
+    first = predictor.predict(cv2.cvtColor(cv2.VideoCapture(str(video)).read()[1], cv2.COLOR_BGR2RGB))
+    np.testing.assert_allclose(first.keypoints[0], ab.keypoints[0], atol=2e-3)
+
+
+def test_an_ensemble_of_other_keypoints_is_exit_2(video: Path, tiny_checkpoint: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
+    names = list(checkpoint["kpreg"]["keypoint_names"])
+    checkpoint["kpreg"]["keypoint_names"] = names[::-1]
+    torch.save(checkpoint, tmp_path / "reversed.ckpt")
+    code, _, err = run_main(capsys, "--ckpt", str(tiny_checkpoint), "--ckpt", str(tmp_path / "reversed.ckpt"),
+                            "--input", str(video), "--out", str(tmp_path / "o"), "--device", "cpu")
+    assert code == 2 and "predict different keypoints" in err and "reversed.ckpt" in err

@@ -104,3 +104,22 @@ def test_bad_input_is_exit_2(setup: tuple[Path, Path, Path, np.ndarray], tmp_pat
         code, _, err = run_main(capsys, *args)
         assert code == 2 and message in err, (args, err)
     assert not any(p.name == frame_file_name(BAD[0], SPEC.frames) for p in (project / "labeled-data").rglob("*.png"))
+
+
+def test_an_ensembles_disagreement_ranks_too(setup: tuple[Path, Path, Path, np.ndarray], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from kpreg.inference.ensemble import write_disagreement
+
+    video, project, table, _ = setup
+    names = read_track(table, SPEC.frames).bodyparts
+    variance = np.full((SPEC.frames, len(names)), 0.01)
+    variance[37] = 25.0  # the members disagree on frame 37 only
+    path = write_disagreement(tmp_path / "disagreement.csv", names, list(range(SPEC.frames)), variance)
+    code, out, err = run_main(capsys, "--predictions", str(table), "--video", str(video), "--project", str(project),
+                              "--n", "4", "--min-gap", "5", "--disagreement", str(path))
+    assert code == 0, err
+    assert "p_wrong, jump, pca, disagreement" in out and "37" in out.split("picked 4:")[1].splitlines()[0]
+    short = write_disagreement(tmp_path / "short.csv", names, list(range(10)), variance[:10])
+    code, _, err = run_main(capsys, "--predictions", str(table), "--video", str(video), "--project", str(project),
+                            "--disagreement", str(short))
+    assert code == 2 and "the disagreement of another video" in err
