@@ -7,9 +7,10 @@
 Boxes: without ``--detections``, the model finds the animal as it was trained to (``kpreg.inference.locate``): a
 whole-frame model runs on the whole frame; a model trained with ``box_source: both`` (the DeepLabCut config's
 default) runs on the whole frame, then ``--refine`` times (1) on the crop of the keypoints it found, every frame; a
-model trained on crops only is refused (exit 2). Or ``--detections`` — a COCO detection JSON (entries keyed by ``file_name``, or by ``image_id`` with ``--images-file``), a COCO file with ``images`` and
-``annotations``, or a CSV ``frame, x, y, w, h, score`` (one row per box; ``frame`` a video frame index or an
-image file name) — kept above ``--score-thr``. Several boxes of one frame are several instances.
+model trained on crops only is refused (exit 2). Or ``--detections`` — a COCO detection JSON (entries keyed by
+``file_name``, or by ``image_id`` with ``--images-file``), a COCO file with ``images`` and ``annotations``, or a
+CSV ``frame, x, y, w, h, score`` (one row per box; ``frame`` a video frame index or an image file name) — kept above
+``--score-thr``. Several boxes of one frame are several instances.
 
 Several ``--ckpt``: an ensemble of models of the same keypoints (seeds, or heads of different kinds;
 ``kpreg.inference.ensemble_predictor``): each frame is the members' mean position and confidence, and
@@ -28,6 +29,11 @@ Outputs in ``--out``:
   frame without a box has empty cells. Every instance is in the JSON.
 * with ``--draw``: ``drawn/<image name>`` per image, or ``<video>_drawn.mp4`` for a video (skeleton, boxes when
   detections are used; keypoints with a confidence below ``--min-confidence`` hidden, DeepLabCut's pcutoff).
+* ``disagreement.csv`` (several ``--ckpt``): per row of ``predictions.csv`` the members' standard deviation per
+  keypoint, px.
+* with ``--smooth kalman|median`` (a video): ``predictions_smoothed.csv`` (+ ``.h5`` with pandas and PyTables), the
+  track smoothed over time (``kpreg.cli.smooth_track``); with ``--draw`` also ``<video>_smoothed.mp4`` and
+  ``legend.png``. ``--predictions FILE`` smooths an existing table of the ``--input`` video without a model.
 * ``summary.json``: the model, backend, flip test, frames read / skipped / converted, the video fault if any,
   detections kept and unmatched, frames per second.
 
