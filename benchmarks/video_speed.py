@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--project", help="DeepLabCut project: held-out accuracy of each backend")
     parser.add_argument("--memory", action="store_true", help="peak RSS of predict.py on the whole video")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--locate-ckpt", help="a model trained with box_source both: predict.py without boxes, the "
+                        "coarse-to-fine passes frame by frame against batched across frames")
     parser.add_argument("--whole-video", action="store_true",
                         help="also time predict.py on the whole video, one core, PyTorch and int8 (once)")
     parser.add_argument("--json")
@@ -240,6 +242,8 @@ def speed(args: argparse.Namespace, models: dict[str, Path], work: Path) -> dict
                 fps.setdefault(f"predict.py, {name}, {where}", []).append(predict_fps(
                     [*base, "--input", str(clip), "--detections", args.detections, "--batch-size", str(args.batch),
                      "--threads", str(threads), "--device", "cpu", "--out", str(work / "out")]))
+            if args.locate_ckpt:
+                locate_speed(args, fps, where, threads, work)
             print(f"round {r + 1}, {where}: " + ", ".join(f"{k.split(', ')[0]} {k.split(', ')[1]} {v[-1]:.0f}"
                                                           for k, v in fps.items() if k.endswith(where)), flush=True)
     whole: dict[str, float] = {}
@@ -276,6 +280,10 @@ def speed(args: argparse.Namespace, models: dict[str, Path], work: Path) -> dict
         for name in BACKENDS[1:]:
             ratios[f"predict.py {name} / PyTorch, {where}"] = ratio(f"predict.py, {name}, {where}",
                                                                    f"predict.py, PyTorch, {where}")
+    if args.locate_ckpt:
+        for where in settings:
+            ratios[f"no boxes, batched / frame by frame, {where}"] = ratio(f"no boxes, batched, {where}",
+                                                                          f"no boxes, frame by frame, {where}")
     print(f"\npredict.py on the first {len(crops)} frames of {Path(args.video).name}, batch {args.batch}, "
           f"median of {args.rounds} interleaved round(s)\n\n| configuration | frames/s |\n|---|---|")
     for k, v in {**median, **whole}.items():
@@ -292,6 +300,27 @@ def speed(args: argparse.Namespace, models: dict[str, Path], work: Path) -> dict
         print(f"| {stage} | " + " | ".join(f"{p[stage]:.2f}" for p in profiles.values()) + " |")
     return {"fps": fps, "median_fps": median, "whole_video_fps": whole, "ratios": ratios, "batch_sweep_fps": sweep,
             "stage_ms_per_frame": profiles}
+
+
+def locate_speed(args: argparse.Namespace, fps: dict[str, list[float]], where: str, threads: int,
+                 work: Path) -> None:
+    """Without boxes (coarse to fine, ``DEFAULT_REFINE`` crops after the whole-frame pass): the loop over the clip
+    frame by frame (``Predictor.locate`` per frame) and batched (``Predictor.locate_stream``), and predict.py."""
+    from kpreg.inference.locate import DEFAULT_REFINE
+    from kpreg.inference.sources import open_source
+
+    clip = str(work / f"clip{args.frames}.mp4")
+    predictor = Predictor.from_checkpoint(args.locate_ckpt, "cpu", batch_size=args.batch)
+    loops = {"frame by frame": lambda source: ((f, predictor.locate(f.image, DEFAULT_REFINE)) for f in source),
+             "batched": lambda source: predictor.locate_stream(source, DEFAULT_REFINE)}
+    for name, loop in loops.items():
+        source = open_source(clip, prefetch_depth=8)
+        start = time.perf_counter()
+        count = sum(1 for _ in loop(source))
+        fps.setdefault(f"no boxes, {name}, {where}", []).append(count / (time.perf_counter() - start))
+    fps.setdefault(f"predict.py, no boxes, {where}", []).append(predict_fps(
+        ["--ckpt", args.locate_ckpt, "--input", clip, "--batch-size", str(args.batch), "--threads", str(threads),
+         "--device", "cpu", "--out", str(work / "out_locate")]))
 
 
 def cut_clip(video: str, out: Path, frames: int) -> None:
