@@ -10,7 +10,8 @@ per held-out frame and tool: the frames are the independent units, not the keypo
 mean paired difference and its 95 % bootstrap interval over frames (``scipy.stats.bootstrap``, 10,000 resamples).
 
     python benchmarks/peers/deeplabcut/side_by_side.py --project /path/to/dlc-openfield \\
-        --kpreg eval/predictions.csv --dlc out/heldout_snapshot-best-100.csv --png docs/img/peers_side_by_side.png
+        --kpreg eval/predictions.csv --dlc out/heldout_snapshot-best-100.csv --png docs/img/peers_side_by_side.png \\
+        [--extra "kpreg, no boxes=predict_out/predictions.csv"]
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", required=True)
     parser.add_argument("--kpreg", required=True, type=Path, help="kpreg's held-out predictions (DeepLabCut table)")
     parser.add_argument("--dlc", required=True, type=Path, help="DeepLabCut's held-out predictions")
+    parser.add_argument("--extra", action="append", default=[], metavar="LABEL=CSV",
+                        help="more predictions to score and test against DeepLabCut's (not drawn)")
     parser.add_argument("--frames", type=int, default=6, help="held-out frames drawn (evenly spread)")
     parser.add_argument("--png", help="write the picture here")
     parser.add_argument("--json")
@@ -102,11 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     scores = {"kpreg": score(truth, labelled, box, kp, names), "DeepLabCut": score(truth, labelled, box, dl, names)}
     err_k, err_d = np.linalg.norm(kp - truth, axis=-1), np.linalg.norm(dl - truth, axis=-1)  # (N, K) px
     test = paired(err_k, err_d, labelled)
+    tests = {"kpreg": test}
+    for item in args.extra:
+        label, _, path = item.partition("=")
+        xy = predicted(Path(path), frames, names)
+        scores[label] = score(truth, labelled, box, xy, names)
+        tests[label] = paired(np.linalg.norm(xy - truth, axis=-1), err_d, labelled)
     for name, s in scores.items():
         print(f"{name}: mean {s['MeanError']:.2f}, median {s['MedianError']:.2f}, RMSE {s['RMSE']:.2f} px")
-    print(f"paired over {test['frames']} frames: kpreg − DeepLabCut {test['mean_diff_px']:+.2f} px "
-          f"[{test['ci95_low']:+.2f}, {test['ci95_high']:+.2f}], Wilcoxon p {test['wilcoxon_p']:.2g}; kpreg "
-          f"better on {test['kpreg_better_frames']} of {test['frames']} frames")
+    for name, t in tests.items():
+        print(f"paired over {t['frames']} frames: {name} − DeepLabCut {t['mean_diff_px']:+.2f} px "
+              f"[{t['ci95_low']:+.2f}, {t['ci95_high']:+.2f}], Wilcoxon p {t['wilcoxon_p']:.2g}; better on "
+              f"{t['kpreg_better_frames']} of {t['frames']} frames")
     if args.png:
         picks = np.linspace(0, len(frames) - 1, args.frames).round().astype(int)
         tiles = []
@@ -121,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.png).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(args.png, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
         print(f"wrote {args.png} ({Path(args.png).stat().st_size // 1024} kB, frames {[frames[i] for i in picks]})")
-    write_json(args.json, {"frames": frames, "scores": scores, "paired": test,
+    write_json(args.json, {"frames": frames, "scores": scores, "paired": tests,
                            "kpreg": str(args.kpreg), "dlc": str(args.dlc)})
     return 0
 
