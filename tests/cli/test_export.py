@@ -119,6 +119,9 @@ def test_int8_export_is_quantised_and_predicts_near_the_checkpoint(
     exported = kpreg.load(out)  # the metadata survives quantisation: the file alone predicts
     reference = kpreg.load(tiny_checkpoint, device="cpu")
     assert exported.backend == "onnxruntime" and exported.keypoint_names == reference.keypoint_names
+    # the session's idle threads sleep rather than spin: decoding and cropping threads share the cores
+    options = exported.runtime.session.get_session_options()  # type: ignore[attr-defined]
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     a = np.stack([p.keypoints for p in exported.predict(images)])  # (12, K, 2) image px
     b = np.stack([p.keypoints for p in reference.predict(images)])
     assert np.isfinite(a).all()
