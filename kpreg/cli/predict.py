@@ -247,7 +247,9 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if stats.instances == 0:
-        why = source.report.fault or (detections_report.summary() if detections_report else "")
+        skipped = "; ".join(f"{n}: {r}" for n, r in list(source.report.skipped.items())[:3])
+        why = source.report.fault or (_one_line(detections_report.summary()) if detections_report else "") \
+            or skipped
         raise NothingPredicted(f"nothing was predicted from {args.input}" + (f": {why}" if why else ""))
     console.print(f"{stats.frames} frame(s), {stats.instances} instance(s) in {stats.seconds:.1f} s "
                   f"({stats.frames_per_second:.1f} frames/s) → {out_dir}/predictions.json, predictions.csv"
@@ -302,6 +304,10 @@ def _write(
     table.add(frame.index if video else frame.name, xy, prediction.confidence[best])
 
 
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _report(source: FrameSource, detections: Any, stats: RunStats, console: Console) -> None:
     """One line per thing that did not go as plainly as it could (skips, conversions, faults, unmatched)."""
     report = source.report
@@ -309,7 +315,7 @@ def _report(source: FrameSource, detections: Any, stats: RunStats, console: Cons
     if report.skipped:
         shown = ", ".join(f"{n} ({r})" for n, r in list(report.skipped.items())[:5])
         more = f", … {len(report.skipped) - 5} more" if len(report.skipped) > 5 else ""
-        err.print(f"warning: skipped {len(report.skipped)} file(s) that are not readable images: "
+        err.print(f"warning: skipped {len(report.skipped)} file(s) that cannot be predicted on: "
                   f"{shown}{more}", highlight=False)
     if report.notes:
         shown = ", ".join(f"{n} ({'; '.join(r)})" for n, r in list(report.notes.items())[:5])
@@ -319,7 +325,7 @@ def _report(source: FrameSource, detections: Any, stats: RunStats, console: Cons
         err.print(f"warning: {report.fault}; the {stats.frames} frame(s) before it are predicted",
                   highlight=False)
     if detections is not None and (detections.not_in_input or detections.dropped):
-        err.print("warning: " + detections.summary().replace("\n", ";"), highlight=False)
+        err.print("warning: " + _one_line(detections.summary()), highlight=False)
     if stats.frames_without_box:
         console.print(f"note: {stats.frames_without_box} frame(s) had no box (empty CSV rows, nothing in the JSON)",
                       highlight=False)
