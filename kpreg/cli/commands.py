@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from rich.console import Console
 
 from kpreg.cli.errors import USER_ERRORS, fail, suggest, user_message
@@ -98,7 +99,7 @@ def train_main(argv: Sequence[str] | None = None) -> None:
                         f"re-save it). {str(err).splitlines()[0]}"))
     except argparse.ArgumentError as err:
         fail_command_line(err, "train.py", evaluate=False)
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, MisconfigurationException) as err:  # Lightning's: a trainer setting it cannot take
         fail(err)
 
 
@@ -178,7 +179,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
         report(cli, config, result, checkpoint if config.calibrate else None)
     except argparse.ArgumentError as err:
         fail_command_line(err, "evaluate.py", evaluate=True)
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, MisconfigurationException) as err:  # Lightning's: a trainer setting it cannot take
         fail(err)
 
 

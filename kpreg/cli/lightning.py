@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -208,7 +209,28 @@ def progress_display() -> Any:
     return LogLineProgress() if progress_mode(sys.stdout) == "lines" else None
 
 
+def check_config_files(args: Sequence[str]) -> None:
+    """Every ``--config`` file of a command line that exists must be YAML: the parser's own message names no file
+    (``in "<unicode string>", line 2``), so a syntax error is reported here with the file, line and column. A missing
+    file is left to the parser, whose message names it."""
+    args = list(args)
+    for flag, value in zip(args, args[1:] + [""]):
+        name, _, inline = flag.partition("=")
+        if name not in ("--config", "-c"):
+            continue
+        path = Path(inline or value)
+        if not path.is_file():
+            continue
+        try:
+            with open(path) as f:
+                yaml.safe_load(f)
+        except yaml.YAMLError as err:  # its message names the file, line and column of the problem
+            where = " ".join(line.strip() for line in str(err).splitlines())
+            raise ValueError(f"--config {path}: not valid YAML: {where}") from None
+
+
 def make_cli(args: Sequence[str], evaluate: bool, cli_class: type[KpregCLI] = KpregCLI) -> KpregCLI:
+    check_config_files(args)
     return cli_class(
         KeypointModule,
         KeypointDataModule,
