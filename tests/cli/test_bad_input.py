@@ -56,8 +56,9 @@ def fake_run(run_dir: Path) -> Path:
     (["--ckpt_path", "last"], ["--ckpt_path last", "last.ckpt"]),
     (["--model.head.class_path", "kpreg.heads.NopeHead"], ["NopeHead", "kpreg.heads.HeatmapHead"]),
     (["--trainer.max_epoch", "3"], ["--trainer.max_epoch", "did you mean --trainer.max_epochs?"]),
+    (["--model.head.init_args.sigma", "-1"], ["model.head.init_args.sigma must be above 0, got -1"]),
 ], ids=["primary-metric-threshold", "primary-metric-other-dataset", "max-epochs-0", "max-epochs-negative",
-        "max-steps-0", "resume-last-without-last", "unknown-head", "unknown-argument"])
+        "max-steps-0", "resume-last-without-last", "unknown-head", "unknown-argument", "heatmap-sigma-negative"])
 def test_train_refuses_before_any_work(extra: list[str], needles: list[str], tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_in_process(train_main, capsys, *tiny_train(tmp_path / "run", *extra))
