@@ -330,3 +330,14 @@ def test_study_runs_start_in_the_working_folder(tmp_path: Path, monkeypatch: pyt
     log = tmp_path / "child.log"
     run_child([sys.executable, "-c", "import os; print(os.getcwd())"], log)
     assert log.read_text().strip() == str(tmp_path)
+
+
+def test_kpreg_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KPREG_DEBUG=1: the same refusal is raised with its traceback instead of the one line."""
+    gt, results = coco_files(tmp_path)
+    (tmp_path / "results.json").write_text("[]")
+    monkeypatch.setenv("KPREG_DEBUG", "1")
+    with pytest.raises(ValueError, match="holds no predictions"):
+        score_main(["--dataset", "coco", "--gt", str(gt), "--pred", str(tmp_path / "results.json")])
+    with pytest.raises(ValueError, match="--trainer.max_epochs must be at least 1"):
+        train_main(tiny_train(tmp_path / "run", "--trainer.max_epochs", "0"))
