@@ -107,7 +107,8 @@ def check_runs(study: Any, runs: list[tuple[Any, dict[str, Any]]], overwrite: bo
             continue
         saved = yaml.safe_load(saved_path.read_text()) or {}
         wanted = yaml.safe_load(yaml.safe_dump(study.finalise_config(spec, config, run_dir), sort_keys=False))
-        keys = _differences(saved, wanted)
+        # where the run writes is the run folder itself, however --out was spelled (relative, absolute)
+        keys = [k for k in _differences(saved, wanted) if k not in _RUN_FOLDER_KEYS]
         if keys:
             differing.append((run_dir, ", ".join(keys[:3]) + (f", … {len(keys) - 3} more" if len(keys) > 3 else "")))
     if differing and not overwrite:
@@ -116,6 +117,9 @@ def check_runs(study: Any, runs: list[tuple[Any, dict[str, Any]]], overwrite: bo
         raise OutputError(f"--out {study.out} holds run {run_dir.name} made with another config ({keys} differ)"
                           f"{more}: choose another --out, or pass --overwrite to run them again")
     return [run_dir for run_dir, _ in differing]
+
+
+_RUN_FOLDER_KEYS = ("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:

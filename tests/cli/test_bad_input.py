@@ -301,8 +301,8 @@ def test_study_out_naming_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert_one_line_error(code, err, f"--out {tmp_path / 's'} is a file")
 
 
-def test_study_with_another_config_into_the_same_out_is_refused(tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_study_with_another_config_into_the_same_out_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A run folder that an earlier study wrote with another config is neither skipped nor resumed as this one's."""
     from kpreg.cli.lightning import train_parser
     from kpreg.compare.study import Study
@@ -316,6 +316,8 @@ def test_study_with_another_config_into_the_same_out_is_refused(tmp_path: Path,
             yaml.safe_dump(study.finalise_config(spec, config, out / spec.name), sort_keys=False))
         (out / spec.name / "result.json").write_text("{}")
     assert check_runs(study, runs, overwrite=False) == []  # the same study again: resumed, nothing refused
+    monkeypatch.chdir(tmp_path)  # the same study, its --out spelled relative to the working folder
+    assert check_runs(Study(build_parser().parse_args(study_args("s")), train_parser()), runs, overwrite=False) == []
 
     code, _, err = run_in_process(study_main, capsys, *study_args(out, "--set", "model.head.init_args.sigma=3.0"))
     assert_one_line_error(code, err, f"--out {out} holds run heatmap-s4-seed0 made with another config",
