@@ -132,10 +132,13 @@ def check_arguments(args: argparse.Namespace) -> list[Path]:
     if is_run_directory(out):
         raise OutputError(f"--out {out} is a training run's folder (config.yaml, checkpoints/), where evaluate.py "
                           f"writes files of the same names: predict into a folder of its own, e.g. {out / 'predict'}")
+    return check_folder(out, "--out", _outputs(out), args.overwrite)
+
+
+def _outputs(out: Path) -> list[str]:
+    """The names predict.py writes in its ``--out`` folder (those there now, for the drawn videos)."""
     drawn_videos = [p.name for p in out.glob("*_drawn.mp4")] if out.is_dir() else []
-    outputs = ["predictions.json", "predictions.json.partial", "predictions.csv", "summary.json", "drawn",
-               *drawn_videos]
-    return check_folder(out, "--out", outputs, args.overwrite)
+    return ["predictions.json", "predictions.json.partial", "predictions.csv", "summary.json", "drawn", *drawn_videos]
 
 
 def build_predictor(args: argparse.Namespace) -> Predictor:
@@ -245,12 +248,13 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
         "seconds": round(stats.seconds, 3), "frames_per_second": round(stats.frames_per_second, 2),
         "outputs": sorted(p.name for p in out_dir.iterdir() if p.name != "summary.json"),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    if stats.instances == 0:
+    if stats.instances == 0:  # the empty files go too: a corrected run into the same --out is not refused
+        remove(p for p in out_dir.iterdir() if p.name in _outputs(out_dir))
         skipped = "; ".join(f"{n}: {r}" for n, r in list(source.report.skipped.items())[:3])
         why = source.report.fault or (_one_line(detections_report.summary()) if detections_report else "") \
             or skipped
         raise NothingPredicted(f"nothing was predicted from {args.input}" + (f": {why}" if why else ""))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(f"{stats.frames} frame(s), {stats.instances} instance(s) in {stats.seconds:.1f} s "
                   f"({stats.frames_per_second:.1f} frames/s) → {out_dir}/predictions.json, predictions.csv"
                   + (", drawn" if args.draw else ""), highlight=False)

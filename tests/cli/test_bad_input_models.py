@@ -155,6 +155,7 @@ def test_predict_drops_boxes_outside_their_frame_and_says_so(images: Path, tiny_
     code, _, err = predict(capsys, "--ckpt", str(tiny_checkpoint), "--input", str(images), "--out",
                            str(tmp_path / "o2"), "--detections", str(dets))
     assert_one_line_error(code, err, f"nothing was predicted from {images}", "do not overlap their frame")
+    assert not list((tmp_path / "o2").iterdir())  # no empty results left to block the corrected run
 
 
 def test_predict_refuses_images_too_small_to_crop(tiny_checkpoint: Path, tmp_path: Path,
