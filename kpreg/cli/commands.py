@@ -1,13 +1,14 @@
 """``train.py`` and ``evaluate.py``: thin entry points around ``train_main`` and ``evaluate_main``.
 
 Errors that are the user's input (an unknown key, a missing file, a checkpoint that does not fit) print one line
-and exit with code 2; ``KPREG_DEBUG=1`` shows the traceback.
+and exit with code 2 (``kpreg.cli.errors``); ``KPREG_DEBUG=1`` shows the traceback. Outputs are checked before any
+work and never replaced without ``--overwrite`` (``kpreg.cli.outputs``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import pickle
 import sys
 from collections.abc import Sequence
@@ -17,52 +18,55 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from rich.console import Console
 
-from kpreg.backbone import BackboneError
-from kpreg.cli.lightning import make_cli
+from kpreg.cli.errors import USER_ERRORS, fail, suggest, user_message
+from kpreg.cli.lightning import make_cli, parser_options
+from kpreg.cli.outputs import check_file, check_folder, check_run_directory, remove
 from kpreg.cli.quiet import finish_wandb
 from kpreg.data.datamodule import KeypointDataModule
 from kpreg.metrics.calibration import ConfidenceScores, reliability_diagram
 from kpreg.metrics.calibration.evaluation import CalibrationOutcome
 from kpreg.metrics.contract import per_keypoint_table
 from kpreg.metrics.table import PER_SAMPLE_FILE
+from kpreg.network import check_flip_test_sound
 from kpreg.training.checkpoint import (
-    CheckpointMismatchError,
     check_checkpoint_identity,
     check_state_dict_compatible,
     read_checkpoint,
 )
 from kpreg.training.evaluation import EvaluationResult
 from kpreg.training.module import KeypointModule, NonFiniteLossError
+from kpreg.validation import check_number
 
-# Errors that are the user's input, not a bug: printed as one line, exit code 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    BackboneError,
-    CheckpointMismatchError,
-    FileNotFoundError,
-    ValueError,
-)
+# Every name the evaluation writes into its output folder (besides --json and the dataset's own predictions files,
+# which are written again under the same names): an earlier evaluation is recognised by them, and --overwrite
+# removes them first, so that e.g. a calibrated.ckpt of an earlier --calibrate never sits beside a new evaluation.
+EVALUATION_OUTPUTS = ("predictions.json", PER_SAMPLE_FILE, "pck_curve.json", "confidence.json",
+                      "confidence_points.npz", "reliability.png", "metric_info.json", "calibration.json",
+                      "calibrated.ckpt")
 
 
 def _fail(err: BaseException, code: int = 2) -> None:
-    """A user error: one clear line and exit code 2 (``KPREG_DEBUG=1`` shows the traceback)."""
-    if os.environ.get("KPREG_DEBUG"):
-        raise err
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
-    sys.exit(code)
+    """A user error: one clear line and exit code 2 (``kpreg.cli.errors.fail``)."""
+    fail(err, code)
 
 
-def check_flip_test(model: KeypointModule, datamodule: KeypointDataModule, forced: bool) -> None:
-    """Refuse a flip test that cannot be right: it averages the prediction on the mirrored image, which only means
-    something if the data is mirror-symmetric up to its left/right pairs (or the model learned mirrored images)."""
-    if not model.flip_test or forced or datamodule.flip_pairs or datamodule.flip_augmentation:
-        return
-    raise ValueError(
-        "flip test is on (model.flip_test), but this dataset declares no left/right flip pairs and trains without "
-        "flip augmentation, so the mirrored prediction is of an image the model never learned: set "
-        "model.flip_test: false (or --no-flip), declare flip pairs, or force it with --flip true"
-    )
+def check_flip_test(model: KeypointModule, datamodule: KeypointDataModule, setting: str = "model.flip_test") -> None:
+    """Refuse a flip test that cannot be right (``kpreg.network.check_flip_test_sound``: the one rule, which
+    predict.py, the Python API and export.py apply to a checkpoint's record)."""
+    if model.flip_test:
+        check_flip_test_sound(datamodule.flip_pairs, datamodule.flip_augmentation, setting)
+
+
+def check_training_length(trainer_config: Any) -> None:
+    """Refuse a run that would end without a training step: ``max_epochs`` 0 (or below -1, Lightning's "no
+    limit"), ``max_steps`` 0 (or below -1)."""
+    for key in ("max_epochs", "max_steps"):
+        value = trainer_config.get(key)
+        if value is not None and value != -1:
+            check_number(value, f"--trainer.{key}", minimum=1, integer=True)
 
 
 def train_main(argv: Sequence[str] | None = None) -> None:
@@ -72,33 +76,57 @@ def train_main(argv: Sequence[str] | None = None) -> None:
         cli = make_cli(sys.argv[1:] if argv is None else argv, evaluate=False)
         config = cli.config
         ckpt_path = config.ckpt_path
-        check_flip_test(cli.model, cli.datamodule, forced=False)
+        check_training_length(config.trainer)
+        check_flip_test(cli.model, cli.datamodule)
         resume = resume_path(ckpt_path, config.last_checkpoint.dirpath)
+        earlier = check_run_directory(config.trainer.default_root_dir,
+                                      [config.checkpoint.dirpath, config.last_checkpoint.dirpath], ckpt_path,
+                                      config.overwrite)
         if resume is not None and not config.allow_checkpoint_mismatch:
             # The checkpoint must be this model (head, keypoints, input size) before Lightning restores anything.
             check_checkpoint_identity(read_checkpoint(resume), cli.model.describe(), resume)
+        if cli.trainer.is_global_zero:
+            remove(earlier)  # --overwrite: the earlier run's checkpoints go (no best-v1.ckpt beside them)
         # Lightning checkpoints hold only tensors and plain containers: resume with weights_only=True, which
         # never unpickles code. The model's on_load_checkpoint checks tensor names and shapes first.
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
         finish_wandb(cli.trainer.loggers)
     except NonFiniteLossError as err:
-        _fail(err, code=1)
+        fail(err, code=1)
     except pickle.UnpicklingError as err:
-        _fail(ValueError(f"cannot resume from {ckpt_path} with torch.load(weights_only=True): it holds pickled "
-                         f"objects, not only tensors and plain containers (from a trusted source, load and "
-                         f"re-save it). {str(err).splitlines()[0]}"))
-    except USER_ERRORS as err:
-        _fail(err)
+        fail(ValueError(f"cannot resume from {ckpt_path} with torch.load(weights_only=True): it holds pickled "
+                        f"objects, not only tensors and plain containers (from a trusted source, load and "
+                        f"re-save it). {str(err).splitlines()[0]}"))
+    except argparse.ArgumentError as err:
+        fail_command_line(err, "train.py", evaluate=False)
+    except (*USER_ERRORS, MisconfigurationException) as err:  # Lightning's: a trainer setting it cannot take
+        fail(err)
+
+
+def fail_command_line(err: argparse.ArgumentError, command: str, evaluate: bool) -> None:
+    """A command line the parser cannot read, as one line with the nearest option for a typo."""
+    message = user_message(err)
+    if "arguments:" in message:
+        message = suggest(message, parser_options(evaluate))
+    if 'key "model.head"' in message:
+        import kpreg.heads
+
+        message += f" (kpreg's heads: {', '.join(f'kpreg.heads.{name}' for name in kpreg.heads.__all__)})"
+    fail(f"{message} (python {command} --help lists the options)")
 
 
 def resume_path(ckpt_path: str | None, last_dir: str | None) -> str | None:
     """The file ``--ckpt_path`` resumes from, where it can be known before training: an explicit path (which must
-    exist) or ``last`` (the run's last.ckpt, when there is one); None otherwise."""
+    exist) or ``last`` (the run's last.ckpt, which must exist: resuming a run that has none would start it from
+    scratch without a word); None otherwise."""
     if ckpt_path is None or ckpt_path == "best":
         return None
     if ckpt_path == "last":
         last = Path(last_dir or "") / "last.ckpt"
-        return str(last) if last_dir is not None and last.is_file() else None
+        if last_dir is None or not last.is_file():
+            raise FileNotFoundError(f"--ckpt_path last: there is no {last} to resume from (leave --ckpt_path out to "
+                                    "start the run)")
+        return str(last)
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
     return ckpt_path
@@ -136,7 +164,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
         config = cli.config
         if config.ckpt_path is None:
             raise ValueError("--ckpt_path is required: the checkpoint to evaluate")
-        check_flip_test(cli.model, cli.datamodule, forced=config.flip is True)
+        earlier = check_evaluation_outputs(config)
+        check_flip_test(cli.model, cli.datamodule, "--flip" if config.flip else "model.flip_test")
         checkpoint = load_checkpoint_weights(cli.model, config.ckpt_path, config.allow_checkpoint_mismatch)
         if config.calibrate and not cli.model.calibration.enabled:
             raise ValueError("--calibrate with model.calibration_method none: choose a method (auto, platt, …)")
@@ -146,9 +175,30 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
             result = cli.model.evaluate_table(result.table, fit=True, split="evaluated")
         if not cli.trainer.is_global_zero:
             return  # under DDP the metrics and the gathered predictions are reported once, by rank 0
+        remove(earlier)  # --overwrite: the earlier evaluation's files go, so that old and new never mix
         report(cli, config, result, checkpoint if config.calibrate else None)
-    except USER_ERRORS as err:
-        _fail(err)
+    except argparse.ArgumentError as err:
+        fail_command_line(err, "evaluate.py", evaluate=True)
+    except (*USER_ERRORS, MisconfigurationException) as err:  # Lightning's: a trainer setting it cannot take
+        fail(err)
+
+
+def output_folder(config: Any) -> Path:
+    """Where the evaluation writes: ``--predictions_dir``, else beside ``--json``, else the run directory."""
+    return Path(config.predictions_dir or (Path(config.json).parent if config.json else config.trainer.default_root_dir))
+
+
+def check_evaluation_outputs(config: Any) -> list[Path]:
+    """``--json`` and the output folder, before any work (``kpreg.cli.outputs``); returns the earlier outputs that
+    ``--overwrite`` replaces."""
+    earlier = []
+    if config.json:
+        json_path = check_file(config.json, "--json", config.overwrite)
+        side = json_path.with_name(json_path.stem + "_uncertainty.json")
+        earlier += [p for p in (json_path, side) if p.exists()]
+    flag = "--predictions_dir" if config.predictions_dir else "the output folder"
+    earlier += check_folder(output_folder(config), flag, EVALUATION_OUTPUTS, config.overwrite)
+    return earlier
 
 
 def report(cli: Any, config: Any, result: EvaluationResult, calibrated_checkpoint: dict[str, Any] | None = None) -> None:
@@ -165,7 +215,7 @@ def report(cli: Any, config: Any, result: EvaluationResult, calibrated_checkpoin
         console.print(per_keypoint_table(metrics, names, metric.keypoint_columns))
     if result.uncertainty:  # how well confidence / spread rank the errors (kpreg.metrics.uncertainty)
         console.print("uncertainty: " + ", ".join(f"{k} {v:.4f}" for k, v in result.uncertainty.items()))
-    out_dir = Path(config.predictions_dir or (Path(config.json).parent if config.json else config.trainer.default_root_dir))
+    out_dir = output_folder(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     datamodule: KeypointDataModule = cli.datamodule
     table = result.table

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -25,20 +24,20 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from kpreg.backbone import BackboneError
-from kpreg.inference.export import ExportError, export_onnx, export_torchscript, parity
-from kpreg.inference.rebuild import rebuild
-from kpreg.training.checkpoint import CheckpointMismatchError
+from kpreg.cli.errors import USER_ERRORS, CommandParser, fail
+from kpreg.cli.outputs import OVERWRITE_HELP, OutputError, check_file
+from kpreg.inference.export import ExportError, check_opset, export_onnx, export_torchscript, parity
+from kpreg.inference.rebuild import RebuiltModel, rebuild
 
 FORMATS = ("onnx", "torchscript")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="export.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="export.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="a kpreg checkpoint")
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", required=True, help="the file to write (.onnx / .pt)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--config", help="a run's config.yaml, checked against the checkpoint (optional)")
     flip = parser.add_mutually_exclusive_group()
     flip.add_argument("--flip", dest="flip", action="store_true", default=None, help="flip test in the graph")
@@ -53,7 +52,11 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out: str | Path, flip: bool | 
     """Write the checkpoint's model as ``fmt``; returns the path and the PyTorch model it was exported from."""
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {FORMATS}, got {fmt!r}")
-    model = rebuild(ckpt, config, flip_test=flip)
+    return export_model(rebuild(ckpt, config, flip_test=flip), fmt, out, opset)
+
+
+def export_model(model: RebuiltModel, fmt: str, out: str | Path, opset: int = 18) -> tuple[Path, torch.nn.Module]:
+    """Write a rebuilt checkpoint's model as ``fmt``; returns the path and the PyTorch network."""
     net = model.network
     metadata = model.info.to_metadata()
     if fmt == "onnx":
@@ -65,11 +68,28 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out: str | Path, flip: bool | 
         return export_torchscript(net, out, metadata=metadata), net
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """``--out`` (``kpreg.cli.outputs``: a file, new unless ``--overwrite``, named so that ``kpreg.load`` and
+    ``predict.py`` read it as its format) and ``--opset``, before any work."""
+    out = check_file(args.out, "--out", args.overwrite)
+    onnx_name = out.suffix.lower() == ".onnx"
+    if args.format == "onnx" and not onnx_name:
+        raise OutputError(f"--out {out}: name an ONNX file .onnx (kpreg.load and predict.py read the format from "
+                          "the name)")
+    if args.format == "torchscript" and (onnx_name or out.suffix.lower() == ".ckpt"):
+        raise OutputError(f"--out {out}: --format torchscript writes TorchScript, which kpreg.load and predict.py "
+                          f"would read as {'ONNX' if onnx_name else 'a checkpoint'}: name it .pt")
+    if args.format == "onnx" and importlib.util.find_spec("onnx") is not None:
+        check_opset(args.opset, "--opset")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, markup=False)
     try:
-        path, net = export_checkpoint(args.ckpt, args.format, args.out, args.flip, args.config, args.opset)
+        check_arguments(args)
+        path, net = export_model(rebuild(args.ckpt, args.config, flip_test=args.flip), args.format, args.out,
+                                 args.opset)
         flip = "with" if net.flip_test else "without"
         console.print(f"wrote {path} ({args.format}, {flip} the flip test, dynamic batch, input "
                       f"{net.input_size[0]}x{net.input_size[1]})", highlight=False)
@@ -83,8 +103,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         for p in parity(net, crops, **paths):
             console.print(f"parity vs PyTorch ({p.runtime}, 4 random crops): max |Δ coords| {p.max_coord_px:.2e} "
                           f"input px, max |Δ confidence| {p.max_confidence:.2e}", highlight=False)
-    except (ValueError, FileNotFoundError, BackboneError, CheckpointMismatchError) as err:
-        if os.environ.get("KPREG_DEBUG"):
-            raise
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
-        sys.exit(2)
+    except USER_ERRORS as err:  # the user's input (kpreg.cli.errors): one line, exit code 2
+        fail(err)

@@ -6,10 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kpreg.cli.errors import USER_ERRORS, CommandParser, fail
+from kpreg.cli.outputs import OVERWRITE_HELP, OutputError, remove
+from kpreg.validation import InputError, check_number
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="study.py",
         description="Run a grid of train.py + evaluate.py runs (heads × strides × seeds × --grid keys); "
                     "'study.py report --out DIR' writes DIR/report.md and plots.")
@@ -27,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a dotted config key in every run, value as YAML (repeatable)")
     parser.add_argument("--name", default="study", help="the study name: wandb group and report title")
     parser.add_argument("--out", required=True, help="the study directory (one folder per run)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="run again the runs of --out whose config differs from this study's (their folders are "
+                             "removed first); without it such a study is refused. " + OVERWRITE_HELP)
     parser.add_argument("--max-runs", type=int, default=None, help="run at most this many runs, then stop")
     parser.add_argument("--sweep-yaml", help="also write a wandb sweep definition of the grid here")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
@@ -45,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        check_arguments(args)
         study = Study(args, train_parser())
         if args.dry_run:
             runs = study.runs()
@@ -54,13 +65,66 @@ def main(argv: Sequence[str] | None = None) -> int:
                 study.out.mkdir(parents=True, exist_ok=True)
                 print(f"wrote {write_sweep(study, runs, Path(args.sweep_yaml))}")
             return 0
+        remove(check_runs(study, study.runs(), args.overwrite))
         code = study.run()
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:  # the user's input (kpreg.cli.errors): one line, exit code 2
+        fail(err)
     if not args.no_report:
         from kpreg.compare.report import write_report
 
         path = write_report(study.out)
         study.log(f"report: {path}")
     return code
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The lists and counts of the command line, and ``--out`` (a folder), before any work."""
+    for flag, text, minimum in (("--seeds", args.seeds, 0), ("--strides", args.strides, 1)):
+        for item in (text or "").split(",") if text else []:
+            try:
+                value = int(item)
+            except ValueError:
+                raise InputError(f"{flag}: {item.strip()!r} is not a whole number (comma-separated, e.g. "
+                                  f"{flag} {'0,1' if flag == '--seeds' else '4,8'})") from None
+            check_number(value, flag, minimum=minimum)
+    if args.max_runs is not None:
+        check_number(args.max_runs, "--max-runs", minimum=1)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; --out names the study's folder")
+
+
+def check_runs(study: Any, runs: list[tuple[Any, dict[str, Any]]], overwrite: bool) -> list[Path]:
+    """The never-overwrite rule for a study (``kpreg.cli.outputs``): running the same study again resumes it, but a
+    run folder of the same name made with another config (another ``--set``, base config or ``--name``) would be
+    skipped or resumed as if it were this study's. Refused unless ``--overwrite``; returns those folders, which
+    ``--overwrite`` removes so that they run again."""
+    differing: list[tuple[Path, str]] = []
+    for spec, config in runs:
+        run_dir = study.out / spec.name
+        saved_path = run_dir / "study_config.yaml"
+        if not saved_path.is_file():
+            continue
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        wanted = yaml.safe_load(yaml.safe_dump(study.finalise_config(spec, config, run_dir), sort_keys=False))
+        # where the run writes is the run folder itself, however --out was spelled (relative, absolute)
+        keys = [k for k in _differences(saved, wanted) if k not in _RUN_FOLDER_KEYS]
+        if keys:
+            differing.append((run_dir, ", ".join(keys[:3]) + (f", … {len(keys) - 3} more" if len(keys) > 3 else "")))
+    if differing and not overwrite:
+        run_dir, keys = differing[0]
+        more = f" (and {len(differing) - 1} other run(s))" if len(differing) > 1 else ""
+        raise OutputError(f"--out {study.out} holds run {run_dir.name} made with another config ({keys} differ)"
+                          f"{more}: choose another --out, or pass --overwrite to run them again")
+    return [run_dir for run_dir, _ in differing]
+
+
+_RUN_FOLDER_KEYS = ("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys on which two plain configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for key in sorted(set(a) | set(b), key=str)
+                for k in _differences(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".") or "config"]

@@ -300,15 +300,17 @@ class Study:
             train = json.loads(train_record.read_text())
         else:
             resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
-            cmd = [sys.executable, "train.py", "--config", str(config_path)] + (["--ckpt_path", "last"] if resume else [])
+            cmd = [sys.executable, str(REPO / "train.py"), "--config", str(config_path)] \
+                + (["--ckpt_path", "last"] if resume else [])
             self.log(f"{spec.name}: {'resume training from last.ckpt' if resume else 'train'}")
             wall, rss = run_child(cmd, run_dir / "train.log")
             train = {"wall_s": wall, "peak_rss_mb": rss, "resumed": resume}
             write_json_atomic(train_record, train)
         self.log(f"{spec.name}: evaluate")
         metrics_path = run_dir / "metrics.json"
-        cmd = [sys.executable, "evaluate.py", "--config", str(run_dir / "config.yaml"),
-               "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt"), "--json", str(metrics_path)]
+        # --overwrite: the run's folder is the study's; an evaluation interrupted before result.json is redone
+        cmd = [sys.executable, str(REPO / "evaluate.py"), "--config", str(run_dir / "config.yaml"),
+               "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt"), "--json", str(metrics_path), "--overwrite"]
         eval_wall, eval_rss = run_child(cmd, run_dir / "evaluate.log")
         profile = read_json(run_dir / "model_profile.json")
         stats = read_json(run_dir / "train_stats.json")
@@ -370,12 +372,12 @@ class RunFailed(RuntimeError):
 
 
 def run_child(cmd: list[str], log_path: Path) -> tuple[float, float]:
-    """Run ``cmd`` from the repository root, output to ``log_path`` → (wall seconds, peak RSS MiB of this
-    child alone). ``os.wait4`` gives the child's own rusage; ``RUSAGE_CHILDREN`` would be the maximum over
-    every child so far."""
+    """Run ``cmd`` in the study's working folder (so a relative path of its command line — ``--out``, a data
+    root — means what it meant there), output to ``log_path`` → (wall seconds, peak RSS MiB of this child alone).
+    ``os.wait4`` gives the child's own rusage; ``RUSAGE_CHILDREN`` would be the maximum over every child so far."""
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
@@ -386,7 +388,7 @@ def run_child(cmd: list[str], log_path: Path) -> tuple[float, float]:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         tail = log_path.read_text().strip().splitlines()[-3:]
-        raise RunFailed(f"{' '.join(cmd[1:3])} exited with {proc.returncode} (see {log_path}): " + " | ".join(tail))
+        raise RunFailed(f"{Path(cmd[1]).name} {cmd[2]} exited with {proc.returncode} (see {log_path}): " + " | ".join(tail))
     # ru_maxrss is KiB on Linux (bytes on macOS).
     rss_mb = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
     return wall, rss_mb

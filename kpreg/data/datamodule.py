@@ -188,6 +188,14 @@ class KeypointDataModule(pl.LightningDataModule):
         )
         dataset = self.datasets[split]
         if train:
+            # Training drops the last incomplete batch (every step has the same batch): a split smaller than one
+            # batch per device would train nothing, and Lightning ends such a run with exit code 0 and no checkpoint.
+            if len(dataset) < self.batch_size * world:  # type: ignore[arg-type]
+                raise DataError(
+                    f"the train split has {len(dataset)} sample(s), fewer than one batch (data.init_args.batch_size "  # type: ignore[arg-type]
+                    f"{self.batch_size}" + (f" × {world} devices" if world > 1 else "") + "): nothing would be "
+                    "trained; lower the batch size or add samples"
+                )
             # PL_GLOBAL_SEED is set by seed_everything (the config's seed_everything), as for Lightning's own sampler.
             seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
             sampler = ResumableTrainSampler(dataset, num_replicas=world, rank=rank, seed=seed)
