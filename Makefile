@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN ?= runs/synthetic/heatmap
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,14 @@ demo: install
 	$(PY) train.py --config configs/data/synthetic.yaml --config configs/heads/heatmap.yaml --trainer.default_root_dir $(RUN)
 	$(PY) evaluate.py --config $(RUN)/config.yaml --ckpt_path $(RUN)/checkpoints/best.ckpt --json $(RUN)/metrics.json
 
-# The test suite (wandb offline: nothing waits on a login).
+# The test suite (wandb offline: nothing waits on a login), one worker per core; a test module stays on one worker,
+# so its trained fixtures are built once.
 test: install
-	WANDB_MODE=offline $(PY) -m pytest -q
+	WANDB_MODE=offline $(PY) -m pytest -q -n auto --dist loadfile
+
+# The fast tier for the edit-test loop: everything but the end-to-end runs of the entry points.
+test-fast: install
+	WANDB_MODE=offline $(PY) -m pytest -q -n auto --dist loadfile -m "not slow"
 
 # ruff, and the import layering of ../shared/DESIGN.md (the contract is in pyproject.toml; CI runs both).
 lint: install

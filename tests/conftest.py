@@ -9,7 +9,8 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One intra-op thread per pytest-xdist worker (workers already fill the cores), at most two otherwise.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +22,7 @@ def _seed() -> None:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):
     """A tiny trained checkpoint (heatmap head on ``test_resnet``, 32×32 synthetic figures, 16 keypoints), trained
     once per session by ``train.py`` as a user would (~7 s); the run folder holds ``config.yaml`` beside it."""
-    from cli_helpers import TINY_SYNTHETIC, run_script
+    from testkit.cli import TINY_SYNTHETIC, run_script
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     result = run_script("train.py", *TINY_SYNTHETIC, "--trainer.default_root_dir", str(run_dir),

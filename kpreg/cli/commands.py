@@ -21,17 +21,19 @@ from rich.console import Console
 
 from kpreg.backbone import BackboneError
 from kpreg.cli.lightning import make_cli
-from kpreg.compare.reliability import reliability_diagram
+from kpreg.cli.quiet import finish_wandb
 from kpreg.data.datamodule import KeypointDataModule
-from kpreg.metrics.calibration import ConfidenceScores
+from kpreg.metrics.calibration import ConfidenceScores, reliability_diagram
+from kpreg.metrics.calibration.evaluation import CalibrationOutcome
 from kpreg.metrics.contract import per_keypoint_table
-from kpreg.training.calibration import CalibrationOutcome
+from kpreg.metrics.table import PER_SAMPLE_FILE
 from kpreg.training.checkpoint import (
     CheckpointMismatchError,
     check_checkpoint_identity,
     check_state_dict_compatible,
     read_checkpoint,
 )
+from kpreg.training.evaluation import EvaluationResult
 from kpreg.training.module import KeypointModule, NonFiniteLossError
 
 # Errors that are the user's input, not a bug: printed as one line, exit code 2.
@@ -68,15 +70,17 @@ def train_main(argv: Sequence[str] | None = None) -> None:
     ckpt_path = None
     try:
         cli = make_cli(sys.argv[1:] if argv is None else argv, evaluate=False)
-        ckpt_path = cli.config.ckpt_path
+        config = cli.config
+        ckpt_path = config.ckpt_path
         check_flip_test(cli.model, cli.datamodule, forced=False)
-        if ckpt_path not in (None, "last", "best") and not Path(ckpt_path).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-        # on_load_checkpoint compares the checkpoint's head, keypoints and input size with the config's
-        cli.model.allow_checkpoint_mismatch = bool(cli.config.allow_checkpoint_mismatch)
+        resume = resume_path(ckpt_path, config.last_checkpoint.dirpath)
+        if resume is not None and not config.allow_checkpoint_mismatch:
+            # The checkpoint must be this model (head, keypoints, input size) before Lightning restores anything.
+            check_checkpoint_identity(read_checkpoint(resume), cli.model.describe(), resume)
         # Lightning checkpoints hold only tensors and plain containers: resume with weights_only=True, which
         # never unpickles code. The model's on_load_checkpoint checks tensor names and shapes first.
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
+        finish_wandb(cli.trainer.loggers)
     except NonFiniteLossError as err:
         _fail(err, code=1)
     except pickle.UnpicklingError as err:
@@ -85,6 +89,19 @@ def train_main(argv: Sequence[str] | None = None) -> None:
                          f"re-save it). {str(err).splitlines()[0]}"))
     except USER_ERRORS as err:
         _fail(err)
+
+
+def resume_path(ckpt_path: str | None, last_dir: str | None) -> str | None:
+    """The file ``--ckpt_path`` resumes from, where it can be known before training: an explicit path (which must
+    exist) or ``last`` (the run's last.ckpt, when there is one); None otherwise."""
+    if ckpt_path is None or ckpt_path == "best":
+        return None
+    if ckpt_path == "last":
+        last = Path(last_dir or "") / "last.ckpt"
+        return str(last) if last_dir is not None and last.is_file() else None
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+    return ckpt_path
 
 
 def load_checkpoint_weights(model: KeypointModule, ckpt_path: str, allow_mismatch: bool = False) -> dict[str, Any]:
@@ -98,34 +115,6 @@ def load_checkpoint_weights(model: KeypointModule, ckpt_path: str, allow_mismatc
     model.load_state_dict(state_dict)
     model.load_calibration(checkpoint)
     return checkpoint
-
-
-def _flip_flag(args: list[str]) -> tuple[list[str], bool | None]:
-    """Take ``--flip [true|false]`` / ``--no-flip`` out of the arguments: an explicit choice, or None (the config's)."""
-    out: list[str] = []
-    flip: bool | None = None
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--no-flip":
-            flip = False
-        elif a.startswith("--flip="):
-            flip = a.split("=", 1)[1].lower() in ("1", "true", "yes")
-        elif a == "--flip":
-            if i + 1 < len(args) and args[i + 1].lower() in ("true", "false", "1", "0", "yes", "no"):
-                flip = args[i + 1].lower() in ("1", "true", "yes")
-                i += 1
-            else:
-                flip = True
-        else:
-            out.append(a)
-        i += 1
-    return out, flip
-
-
-def _calibrate_flag(args: list[str]) -> tuple[list[str], bool]:
-    """Take ``--calibrate`` out of the arguments."""
-    return [a for a in args if a != "--calibrate"], "--calibrate" in args
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> None:
@@ -142,54 +131,52 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
 
         score_main(args[1:])
         return
-    args, flip = _flip_flag(args)
-    args, calibrate = _calibrate_flag(args)
     try:
-        cli = make_cli(args, evaluate=True, flip_override=flip)
+        cli = make_cli(args, evaluate=True)
         config = cli.config
         if config.ckpt_path is None:
             raise ValueError("--ckpt_path is required: the checkpoint to evaluate")
-        check_flip_test(cli.model, cli.datamodule, forced=flip is True)
+        check_flip_test(cli.model, cli.datamodule, forced=config.flip is True)
         checkpoint = load_checkpoint_weights(cli.model, config.ckpt_path, config.allow_checkpoint_mismatch)
-        if calibrate and cli.model.calibration_method == "none":
+        if config.calibrate and not cli.model.calibration.enabled:
             raise ValueError("--calibrate with model.calibration_method none: choose a method (auto, platt, …)")
-        cli.model.calibrate_on_test = calibrate
         cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+        result = cli.model.results["test"]
+        if config.calibrate:  # a new map, fitted on the evaluated split (every process: they hold the same table)
+            result = cli.model.evaluate_table(result.table, fit=True, split="evaluated")
         if not cli.trainer.is_global_zero:
             return  # under DDP the metrics and the gathered predictions are reported once, by rank 0
-        report(cli, config, checkpoint if calibrate else None)
+        report(cli, config, result, checkpoint if config.calibrate else None)
     except USER_ERRORS as err:
         _fail(err)
 
 
-def report(cli: Any, config: Any, calibrated_checkpoint: dict[str, Any] | None = None) -> None:
-    """Print the metric tables and write the metrics JSON, the predictions and the files beside them;
-    ``calibrated_checkpoint``: the evaluated checkpoint, to be written again with the calibration just fitted."""
+def report(cli: Any, config: Any, result: EvaluationResult, calibrated_checkpoint: dict[str, Any] | None = None) -> None:
+    """Print the metric tables and write the metrics JSON, the predictions, the per-sample table and the files
+    beside them; ``calibrated_checkpoint``: the evaluated checkpoint, to be written again with the map just fitted."""
     model: KeypointModule = cli.model
-    metrics = model.test_results
-    metric = model.test_metric
+    metrics = result.metrics
+    metric = model.evaluator.metrics
     console = Console()
     flip = "flip test" if model.flip_test else "no flip test"
     console.print(metric.table(metrics, title=f"{metric.title} ({flip})"))
     names = model.keypoint_names
     if len(names) <= 40:  # a per-keypoint table is useful for animals, hands, faces; not for 133 whole-body points
-        console.print(per_keypoint_table(metrics, names, [("MeanError", "mean px"), ("MedianError", "median px"),
-                                                           ("RMSE", "RMSE px"), ("PCK@0.1", "PCK@0.1"),
-                                                           ("joint", "PCKh@0.5")]))
-    uncertainty = getattr(model, "test_uncertainty_results", {})
-    if uncertainty:  # how well confidence / spread rank the errors (kpreg.metrics.uncertainty)
-        console.print("uncertainty: " + ", ".join(f"{k} {v:.4f}" for k, v in uncertainty.items()))
+        console.print(per_keypoint_table(metrics, names, metric.keypoint_columns))
+    if result.uncertainty:  # how well confidence / spread rank the errors (kpreg.metrics.uncertainty)
+        console.print("uncertainty: " + ", ".join(f"{k} {v:.4f}" for k, v in result.uncertainty.items()))
     out_dir = Path(config.predictions_dir or (Path(config.json).parent if config.json else config.trainer.default_root_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     datamodule: KeypointDataModule = cli.datamodule
-    written = datamodule.write_predictions(out_dir, *model.test_predictions())
-    curve = model.metric_curves.get("test")
-    if curve is not None:  # a separate file: the metrics JSON stays a flat dict of numbers
-        (out_dir / "pck_curve.json").write_text(json.dumps(curve))
+    table = result.table
+    written = datamodule.write_predictions(out_dir, table.index, table.coords, result.confidence.float())
+    written.append(table.save(out_dir / PER_SAMPLE_FILE, names, result.confidence,
+                              correct_threshold=model.evaluator.correct_threshold, scale=model.evaluator.spec.scale,
+                              flip_test=bool(model.flip_test), checkpoint=str(config.ckpt_path)))
+    if result.curve is not None:  # a separate file: the metrics JSON stays a flat dict of numbers
+        (out_dir / "pck_curve.json").write_text(json.dumps(result.curve))
         written.append(out_dir / "pck_curve.json")
-    outcome = model.calibration_outcomes.get("test")
-    if outcome is not None:
-        written += report_confidence(console, outcome, out_dir, calibrated_checkpoint)
+    written += report_confidence(console, result.calibration, out_dir, calibrated_checkpoint)
     info = {**metric.describe(), "flip_test": bool(model.flip_test), "checkpoint": str(config.ckpt_path)}
     (out_dir / "metric_info.json").write_text(json.dumps(info, indent=2))
     written.append(out_dir / "metric_info.json")
@@ -197,9 +184,9 @@ def report(cli: Any, config: Any, calibrated_checkpoint: dict[str, Any] | None =
         Path(config.json).parent.mkdir(parents=True, exist_ok=True)
         Path(config.json).write_text(json.dumps(metrics, indent=2))
         written.append(Path(config.json))
-        if uncertainty:  # beside, not inside: the --json file holds exactly the dataset metrics' keys
+        if result.uncertainty:  # beside, not inside: the --json file holds exactly the dataset metrics' keys
             side = Path(config.json).with_name(Path(config.json).stem + "_uncertainty.json")
-            side.write_text(json.dumps(uncertainty, indent=2))
+            side.write_text(json.dumps(result.uncertainty, indent=2))
             written.append(side)
     for path in written:
         console.print(f"wrote {path}")

@@ -53,8 +53,8 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out: str | Path, flip: bool | 
     """Write the checkpoint's model as ``fmt``; returns the path and the PyTorch model it was exported from."""
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {FORMATS}, got {fmt!r}")
-    model = rebuild(ckpt, config)
-    net = model.inference_model(model.info.flip_test if flip is None else bool(flip))
+    model = rebuild(ckpt, config, flip_test=flip)
+    net = model.network
     metadata = model.info.to_metadata()
     if fmt == "onnx":
         return export_onnx(net, out, opset=opset, metadata=metadata), net
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     console = Console(soft_wrap=True)
     try:
         path, net = export_checkpoint(args.ckpt, args.format, args.out, args.flip, args.config, args.opset)
-        flip = "with" if net.flip_pairs is not None else "without"
+        flip = "with" if net.flip_test else "without"
         console.print(f"wrote {path} ({args.format}, {flip} the flip test, dynamic batch, input "
                       f"{net.input_size[0]}x{net.input_size[1]})", highlight=False)
         if args.no_check:

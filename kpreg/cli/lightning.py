@@ -11,45 +11,27 @@ config leaves them open, the run directory is ``runs/<dataset>/<head>[-s<stride>
 
 from __future__ import annotations
 
-import importlib
-import logging
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.plugins.layer_sync import LayerSync
 
-from kpreg.compare.run_logging import RunLogging, plain
+from kpreg.classpath import ClassPathError, import_class_path, short_name
+from kpreg.cli.quiet import quiet_wandb
 from kpreg.data.datamodule import KeypointDataModule
+from kpreg.progress import progress_mode
 from kpreg.training.callbacks import AtomicCheckpointIO, LastCheckpoint, TimmSyncBatchNorm
 from kpreg.training.module import KeypointModule
 from kpreg.training.primary import primary_metric
 from kpreg.training.progress import LogLineProgress
-
-# We always pass the arguments explicitly (evaluate.py rewrites --no-flip), which LightningCLI warns about on every
-# command although nothing is wrong: that warning is noise to a user.
-warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
-# Lightning's suggestion to use more loader workers assumes idle cores; kpreg's CPU protocols choose the number.
-warnings.filterwarnings("ignore", message=r".*does not have many workers which may be a bottleneck.*")
-# A deprecation inside Lightning's own code (its pytree helper against newer torch): nothing a user can change.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
-
-
-class _DropAdvertising(logging.Filter):
-    """Lightning 2.6 advertises a cloud logger on every run; kpreg's runs already log to wandb or files."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in str(record.getMessage())
-
-
-for _name in ("pytorch_lightning", "pytorch_lightning.utilities.rank_zero", "lightning.pytorch"):
-    logging.getLogger(_name).addFilter(_DropAdvertising())
+from kpreg.training.run_logging import RunLogging, flat_run_config, plain
 
 LINKED_FROM_DATA = ("num_keypoints", "input_size", "flip_pairs", "keypoint_names", "skeleton", "sigmas")
 
@@ -69,24 +51,35 @@ def use_wandb_offline_without_credentials() -> None:
 
 
 class RunDirConfigSaver(SaveConfigCallback):
-    """Save the resolved config as ``<trainer.default_root_dir>/config.yaml`` (overwritten on resume),
-    the file that ``evaluate.py --config`` takes."""
+    """The run's resolved config: saved as ``<trainer.default_root_dir>/config.yaml`` (overwritten on resume, the
+    file that ``evaluate.py --config`` takes), recorded in every checkpoint (``checkpoint["kpreg"]["config"]``) and
+    given to wandb as flat config columns."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if trainer.is_global_zero:
             run_dir = Path(trainer.default_root_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, run_dir / "config.yaml", skip_none=False, overwrite=True,
+            self.parser.save(self.config, run_dir / "config.yaml", skip_unset=False, overwrite=True,
                              multifile=False)
+            self.save_config(trainer, pl_module, stage)
 
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        logger = RunLogging.wandb_logger(trainer)
+        if logger is None:
+            return
+        config = plain(self.config.as_dict())
+        flat = flat_run_config(config)
+        h, w = pl_module.input_size
+        flat.update({"input_size": f"{h}x{w}", "num_keypoints": pl_module.num_keypoints, "cli": config})
+        logger.experiment.config.update(flat, allow_val_change=True)  # allow_val_change: a resumed run sets them again
 
-def _short(class_path: Any) -> str:
-    return str(class_path or "").rsplit(".", 1)[-1]
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        checkpoint.setdefault("kpreg", {})["config"] = plain(self.config.as_dict())
 
 
 def dataset_tag(data_class_path: Any) -> str:
     """``kpreg.data.mpii.MPIIDataModule`` → ``mpii``."""
-    name = _short(data_class_path)
+    name = short_name(data_class_path)
     for suffix in ("PoseDataModule", "DataModule"):
         if name.endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
@@ -98,12 +91,10 @@ def head_tag(head_config: Any) -> str:
     """The head's short ``name`` (``HeatmapHead.name`` = ``heatmap``), with ``-s<stride>`` when it has one."""
     class_path = head_config.get("class_path") if hasattr(head_config, "get") else None
     init_args = (head_config.get("init_args") if hasattr(head_config, "get") else None) or {}
-    name = _short(class_path).lower()
+    name = short_name(class_path).lower()
     try:
-        module_name, _, class_name = str(class_path).rpartition(".")
-        cls = getattr(importlib.import_module(module_name), class_name)
-        name = getattr(cls, "name", "") or name
-    except (ImportError, AttributeError, ValueError):
+        name = getattr(import_class_path(class_path), "name", "") or name
+    except ClassPathError:
         pass
     stride = init_args.get("output_stride") if hasattr(init_args, "get") else None
     return f"{name}-s{stride}" if stride is not None else name
@@ -112,9 +103,8 @@ def head_tag(head_config: Any) -> str:
 class KpregCLI(LightningCLI):
     """LightningCLI with kpreg's links, checkpointing defaults, run directory, logger and progress display."""
 
-    def __init__(self, *args: Any, evaluate: bool = False, flip_override: bool | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, evaluate: bool = False, **kwargs: Any) -> None:
         self.evaluate = evaluate
-        self.flip_override = flip_override
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -147,6 +137,12 @@ class KpregCLI(LightningCLI):
             parser.add_argument("--json", type=str | None, default=None, help="write the metrics here")
             parser.add_argument("--predictions_dir", type=str | None, default=None,
                                 help="where predictions are written (default: beside --json, or the run dir)")
+            parser.add_argument("--flip", type=bool | None, nargs="?", const=True, default=None,
+                                help="flip test on / off (default: the run's model.flip_test)")
+            parser.add_argument("--no-flip", dest="flip", action="store_const", const=False, help="--flip false")
+            parser.add_argument("--calibrate", type=bool, nargs="?", const=True, default=False,
+                                help="fit a new confidence calibration on the evaluated split (calibration.json, "
+                                     "calibrated.ckpt)")
 
     def before_instantiate_classes(self) -> None:
         config = self.config
@@ -162,8 +158,8 @@ class KpregCLI(LightningCLI):
             config.checkpoint.mode = "max" if higher else "min"
         if self.evaluate:
             config.trainer.logger = False  # evaluation must not open a new experiment-tracker run
-            if self.flip_override is not None:  # an explicit --flip / --no-flip beats the run's config
-                config.model.flip_test = self.flip_override
+            if config.flip is not None:  # an explicit --flip / --no-flip beats the run's config
+                config.model.flip_test = config.flip
             return
         use_wandb_offline_without_credentials()
         logger = config.trainer.logger
@@ -188,28 +184,19 @@ class KpregCLI(LightningCLI):
         bar = progress_display() if trainer_config.get("enable_progress_bar") is not False else None
         if bar is not None:
             kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), bar]
-        return super().instantiate_trainer(plugins=plugins, **kwargs)
-
-    def instantiate_classes(self) -> None:
-        super().instantiate_classes()
-        run_config = plain(self.config.as_dict())
-        self.model.run_config = run_config  # type: ignore[attr-defined]
-        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
-            if isinstance(callback, RunLogging):
-                callback.run_config = run_config
+        trainer = super().instantiate_trainer(plugins=plugins, **kwargs)
+        quiet_wandb(trainer.loggers)
+        return trainer
 
 
 def progress_display() -> Any:
     """Plain progress lines when standard output is not a terminal (log files, SLURM, CI); ``None`` keeps
-    Lightning's bar. ``KPREG_PROGRESS=lines|rich|none`` forces a choice."""
-    choice = os.environ.get("KPREG_PROGRESS", "auto")
-    if choice == "lines" or (choice == "auto" and not sys.stdout.isatty()):
-        return LogLineProgress()
-    return None
+    Lightning's bar (``kpreg.progress``: how the display is chosen)."""
+    return LogLineProgress() if progress_mode(sys.stdout) == "lines" else None
 
 
-def make_cli(args: Sequence[str], evaluate: bool, flip_override: bool | None = None) -> KpregCLI:
-    return KpregCLI(
+def make_cli(args: Sequence[str], evaluate: bool, cli_class: type[KpregCLI] = KpregCLI) -> KpregCLI:
+    return cli_class(
         KeypointModule,
         KeypointDataModule,
         subclass_mode_data=True,
@@ -218,6 +205,28 @@ def make_cli(args: Sequence[str], evaluate: bool, flip_override: bool | None = N
         run=False,
         args=list(args),
         evaluate=evaluate,
-        flip_override=flip_override,
-        trainer_defaults={"enable_progress_bar": os.environ.get("KPREG_PROGRESS") != "none"},
+        trainer_defaults={"enable_progress_bar": os.environ.get("KPREG_PROGRESS") != "none",
+                          "enable_model_summary": False},
     )
+
+
+class _ParserOnly(KpregCLI):
+    """``KpregCLI`` that builds its parser and stops there: nothing is parsed, seeded or instantiated."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self.config = Namespace(seed_everything=False)
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def train_parser() -> LightningArgumentParser:
+    """``train.py``'s parser. ``parse_args([...])`` resolves a command line (``--config`` parts merged in order,
+    then ``--key value`` overrides) to the config ``train.py`` would run, and ``dump`` writes it, without building
+    a model, a dataset or a trainer."""
+    parser = make_cli([], evaluate=False, cli_class=_ParserOnly).parser
+    parser.exit_on_error = False  # a bad command line raises ArgumentError for the caller to report
+    return parser

@@ -11,9 +11,10 @@ image file name) — kept above ``--score-thr``. Several boxes of one frame are 
 
 Outputs in ``--out``:
 
-* ``predictions.json``: COCO keypoint results ``[{image_id, category_id, keypoints: [x, y, confidence]*K,
-  score, file_name, frame_index}]``, every instance, image pixels; ``evaluate.py score`` reads it. ``image_id``
-  is the detections file's id, else the id of the file name in ``--images-file``, else the frame index.
+* ``predictions.json``: every instance in the schema ``evaluate.py`` writes too (``kpreg.formats.predictions``): COCO
+  keypoint results ``[{image_id, category_id, keypoints: [x, y, confidence]*K, score, file_name, frame_index,
+  index}]``, image pixels; ``evaluate.py score`` reads it. ``image_id`` is the detections file's id, else the id of
+  the file name in ``--images-file``, else the frame index.
 * ``predictions.csv``: DeepLabCut's table (``scorer`` / ``bodyparts`` / ``coords`` header rows, ``x, y,
   likelihood`` per keypoint), one row per frame (video) or image, indexed by frame number or file name. It
   holds one instance per row — the frame's highest-scoring one — as DeepLabCut's single-animal tables do; a
@@ -44,7 +45,9 @@ import cv2
 import numpy as np
 from rich.console import Console
 
+from kpreg.formats.coco import read_images
 from kpreg.formats.deeplabcut import DLCTableWriter
+from kpreg.formats.files import read_json
 from kpreg.inference.boxes import BoxError, BoxSelector, Detections, load_detections
 from kpreg.inference.filtering import DEFAULT_MIN_CONFIDENCE, filter_keypoints
 from kpreg.inference.predictor import Prediction, Predictor
@@ -147,23 +150,11 @@ def build_predictor(args: argparse.Namespace) -> Predictor:
 
 
 def image_ids_by_name(path: str | None) -> dict[str, int]:
+    """file name → image id of ``--images-file`` (a COCO file's ``images``); empty without one."""
     if path is None:
         return {}
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--images-file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise BoxError(f"{path}: not valid JSON ({err})") from None
-    images = data.get("images") if isinstance(data, dict) else None
-    if not isinstance(images, list):
-        raise BoxError(f"{path}: has no 'images' list to map file names to image ids")
-    out = {}
-    for n, img in enumerate(images):
-        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
-            raise BoxError(f"{path}: images[{n}] needs 'id' and 'file_name'")
-        out[str(img["file_name"])] = int(img["id"])
-    return out
+    images = read_images(read_json(path, "--images-file", BoxError), path, BoxError)
+    return {img.file_name: image_id for image_id, img in images.items()}
 
 
 def _drawn_path(out_dir: Path, name: str) -> Path:

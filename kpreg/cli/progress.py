@@ -1,18 +1,15 @@
 """Progress of a prediction run, in frames per second: a rich bar on a terminal, plain lines otherwise.
 
-Like training's progress (``kpreg.training.progress``): a bar redrawn in place is unreadable in a log file,
-so when standard output is not a terminal a complete line is printed every ``every_n_seconds``::
+When the output is not a terminal (``kpreg.progress``: how the display is chosen) a complete line is printed
+every ``every_n_seconds``::
 
     predicted 120/1000 frames (12%)  85.3 frames/s  ETA 0:00:10
 
-``KPREG_PROGRESS=lines|rich|none`` forces a choice. The rate counts from the first frame done, so model
-loading and the first batch's warm-up do not dilute it.
+The rate counts from the first frame done, so model loading and the first batch's warm-up do not dilute it.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
 import sys
 import time
 from typing import Any, TextIO
@@ -20,11 +17,9 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from kpreg.progress import format_duration, progress_mode
+
 MIN_STEADY_SECONDS = 1.0  # a steady-state rate needs at least this long after the first frame
-
-
-def _duration(seconds: float) -> str:
-    return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
 
 
 class FrameProgress:
@@ -37,13 +32,8 @@ class FrameProgress:
 
     def __init__(self, total: int | None, mode: str | None = None, every_n_seconds: float = 5.0,
                  stream: TextIO | None = None) -> None:
-        choice = mode or os.environ.get("KPREG_PROGRESS", "auto")
-        if choice not in ("auto", "rich", "lines", "none"):
-            raise ValueError(f"KPREG_PROGRESS must be lines, rich or none, got {choice!r}")
         self.stream = stream or sys.stdout
-        if choice == "auto":
-            choice = "rich" if self.stream.isatty() else "lines"
-        self.mode = choice
+        self.mode = progress_mode(self.stream, mode)
         self.total = total or None
         self.every_n_seconds = every_n_seconds
         self.done = 0
@@ -94,7 +84,7 @@ class FrameProgress:
             parts[0] += f" ({100 * self.done // self.total}%)"
         parts.append(f"{rate:.1f} frames/s")
         if self.total and rate > 0 and not final:
-            parts.append(f"ETA {_duration((self.total - self.done) / rate)}")
+            parts.append(f"ETA {format_duration((self.total - self.done) / rate)}")
         print("  ".join(parts), file=self.stream, flush=True)
 
     def close(self) -> None:

@@ -4,10 +4,11 @@
     python evaluate.py score --dataset coco --gt PATH/person_keypoints_val2017.json --pred PATH/results.json
 
 MPII: ``pred`` is a ``.mat`` or ``.h5`` file with ``preds`` (N×16×2 or 2×16×N, 1-based MATLAB pixels as
-the community's files are; ``--zero_based`` for 0-based files). The JSON has exactly the keys
-Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle, Mean, Mean@0.1, AUC (percent).
-COCO: ``pred`` is a COCO keypoint results JSON; the JSON has exactly AP, AP50, AP75, APm, APl, AR, AR50,
-AR75, ARm, ARl (fractions, as pycocotools prints them).
+the community's files are; ``--zero_based`` for 0-based files), or the ``predictions.json`` of an MPII evaluation
+(``kpreg.formats.predictions``: 0-based, in ``index`` order). The JSON holds the MPII table's keys, percent
+(``kpreg.metrics.mpii_score.SUMMARY_KEYS``).
+COCO: ``pred`` is a COCO keypoint results JSON (the ``predictions.json`` of ``predict.py`` and ``evaluate.py`` is
+one); the JSON holds pycocotools' ten keypoint stats, fractions (``kpreg.metrics.oks.STAT_NAMES``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=["mpii", "coco"])
     parser.add_argument("--gt", required=True, help="gt_valid.mat (MPII) or a COCO keypoints JSON")
-    parser.add_argument("--pred", required=True, help="pred.mat / .h5 (MPII) or results JSON (COCO)")
+    parser.add_argument("--pred", required=True,
+                        help="pred.mat / .h5 / predictions.json (MPII) or a results JSON, e.g. predictions.json (COCO)")
     parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
     parser.add_argument("--zero_based", action="store_true", help="MPII: predictions are 0-based pixels")
     parser.add_argument("--sigmas", type=float, nargs="+", default=None,

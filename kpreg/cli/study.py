@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a grid of train.py + evaluate.py runs (heads × strides × seeds × --grid keys); "
                     "'study.py report --out DIR' writes DIR/report.md and plots.")
     parser.add_argument("--config", action="append",
-                        help="a base config part (repeatable, merged in order as train.py merges them): the data "
+                        help="a base config part (repeatable, merged in order by train.py's parser): the data "
                              "part, then optionally a protocol part")
     parser.add_argument("--heads", help="comma-separated heads: names of configs/heads/NAME.yaml, or paths to head "
                                         "parts, e.g. heatmap,dsnt,fc")
@@ -40,11 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kpreg.compare.report import report_main
 
         return report_main(argv[1:])
+    from kpreg.cli.lightning import train_parser
     from kpreg.compare.study import Study, write_sweep
 
     args = build_parser().parse_args(argv)
     try:
-        study = Study(args)
+        study = Study(args, train_parser())
         if args.dry_run:
             runs = study.runs()
             for spec, _ in runs:

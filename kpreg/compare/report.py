@@ -11,9 +11,9 @@ a complete report.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,8 +28,10 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from kpreg.compare.drawing import add_pose_legend, draw_pose, new_figure  # noqa: E402
+from kpreg.classpath import import_class_path  # noqa: E402
+from kpreg.formats.predictions import read_predictions  # noqa: E402
 from kpreg.metrics.contract import Column  # noqa: E402
+from kpreg.training.drawing import add_pose_legend, draw_pose, new_figure  # noqa: E402
 
 PLOT_STYLE = {"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 10,
               "axes.grid": True, "grid.alpha": 0.3}
@@ -50,7 +52,7 @@ class Config:
         return self.head + (f" ({extra})" if extra else "")
 
     def values(self, key: str) -> np.ndarray:
-        """``key`` of every seed: a metric name (``Mean``) or a top-level result field (``params``)."""
+        """``key`` of every seed: a metric key of the contract or a top-level result field (``params``)."""
         out = [r["metrics"].get(key) if key in r["metrics"] else r.get(key) for r in self.runs]
         return np.array([np.nan if v is None else float(v) for v in out], dtype=np.float64)
 
@@ -67,22 +69,6 @@ class Config:
         return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
-# The contract of results written before result.json carried one (PCKh studies): their headline columns.
-LEGACY_CONTRACT: dict[str, Any] = {
-    "primary": "Mean", "higher_is_better": True, "title": "",
-    "columns": [
-        {"key": "Mean", "label": "PCKh@0.5", "higher_is_better": True, "digits": 2, "section": "PCKh", "unit": "%",
-         "headline": True, "long_label": ""},
-        {"key": "Mean@0.1", "label": "PCKh@0.1", "higher_is_better": True, "digits": 2, "section": "PCKh",
-         "unit": "%", "headline": True, "long_label": ""},
-        {"key": "AUC", "label": "AUC", "higher_is_better": True, "digits": 2, "section": "PCKh", "unit": "%",
-         "headline": True, "long_label": ""},
-        {"key": "MeanError", "label": "mean", "higher_is_better": False, "digits": 2, "section": "pixels",
-         "unit": "px", "headline": True, "long_label": "mean error"},
-    ],
-}
-
-
 @dataclass
 class Contract:
     """The metric contract of a study's dataset, as evaluate.py wrote it (``metric_info.json``)."""
@@ -90,6 +76,7 @@ class Contract:
     primary: str
     higher_is_better: bool
     columns: list[Column]
+    keypoint_columns: list[Column] = field(default_factory=list)  # key: the prefix of <key>/<keypoint name>
 
     @classmethod
     def of(cls, configs: Sequence[Config]) -> Contract:
@@ -98,12 +85,17 @@ class Contract:
                 info = r.get("metric_info")
                 if info and info.get("columns"):
                     return cls.from_info(info)
-        return cls.from_info(LEGACY_CONTRACT)
+        names = ", ".join(r["name"] for c in configs for r in c.runs)
+        raise ValueError(f"no run's result.json carries its metric contract ('metric_info', written by evaluate.py as "
+                         f"metric_info.json): evaluate the runs again ({names})")
 
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> Contract:
-        columns = [Column(**{k: v for k, v in c.items() if k in Column.__dataclass_fields__}) for c in info["columns"]]
-        return cls(info["primary"], bool(info["higher_is_better"]), columns)
+        def columns(key: str) -> list[Column]:
+            return [Column(**{k: v for k, v in c.items() if k in Column.__dataclass_fields__})
+                    for c in info.get(key) or []]
+
+        return cls(info["primary"], bool(info["higher_is_better"]), columns("columns"), columns("keypoint_columns"))
 
     def column(self, key: str) -> Column:
         return next((c for c in self.columns if c.key == key), Column(key, key, True))
@@ -119,10 +111,19 @@ class Contract:
 
     @property
     def groups(self) -> list[Column]:
-        """The columns that break the primary down (PCKh's Head … Ankle); none for other primaries, whose report
-        shows the mean pixel error per keypoint instead."""
+        """The columns that break the primary down (PCKh's joint groups); none for other primaries, whose report
+        shows a per-keypoint column instead (``per_keypoint``)."""
         section = self.column(self.primary).section
         return [c for c in self.columns if c.section == section and c.breakdown]
+
+    @property
+    def per_keypoint(self) -> Column | None:
+        """The per-keypoint column that shows the primary per keypoint: the primary's own, else the first of its
+        section, else the first declared."""
+        section = self.column(self.primary).section
+        return (next((c for c in self.keypoint_columns if c.key == self.primary), None)
+                or next((c for c in self.keypoint_columns if c.section == section), None)
+                or next(iter(self.keypoint_columns), None))
 
     @property
     def second(self) -> Column:
@@ -187,17 +188,18 @@ def summary_table(configs: Sequence[Config], contract: Contract | None = None) -
     return "\n".join(lines)
 
 
-def group_table(configs: Sequence[Config], contract: Contract | None = None) -> tuple[str, str]:
-    """(title, table): the primary's breakdown (PCKh per joint group), or the mean pixel error per keypoint where
-    the primary's section has none; mean over seeds."""
+def group_table(configs: Sequence[Config], contract: Contract | None = None, limit: int = 20) -> tuple[str, str]:
+    """(title, table): the primary's breakdown (PCKh per joint group), or, where the primary's section has none, its
+    per-keypoint column (the first ``limit`` keypoints); mean over seeds."""
     contract = contract or Contract.of(configs)
-    legacy = [k for k in ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle") if k in configs[0].runs[0]["metrics"]]
-    keys = [(c.key, c.label) for c in contract.groups] or [(k, k) for k in legacy if contract.primary == "Mean"]
+    keys = [(c.key, c.label) for c in contract.groups]
     title = f"{contract.column(contract.primary).header} per group"
-    if not keys:
-        names = [k.split("/", 1)[1] for k in configs[0].runs[0]["metrics"] if k.startswith("MeanError/")]
-        keys = [(f"MeanError/{n}", n) for n in names][:20]
-        title = "Mean error per keypoint (px)"
+    column = contract.per_keypoint
+    if not keys and column is not None:
+        prefix = f"{column.key}/"
+        names = [k.removeprefix(prefix) for k in configs[0].runs[0]["metrics"] if k.startswith(prefix)]
+        keys = [(prefix + n, n) for n in names][:limit]
+        title = f"{column.header} per keypoint"
     if not keys:
         return "", ""
     lines = ["| Model | Stride | " + " | ".join(label for _, label in keys) + " |", "|:---|---:|" + "---:|" * len(keys)]
@@ -238,7 +240,7 @@ def confidence_table(configs: Sequence[Config]) -> str:
 def plot_reliability(configs: Sequence[Config], out: Path, path: Path, calibrated: bool) -> Path | None:
     """One reliability panel per configuration (its first seed), from ``<run>/confidence_points.npz``: the
     calibrated (out-of-fold) confidence, or the raw score clamped to [0, 1]."""
-    from kpreg.compare.reliability import reliability_diagram
+    from kpreg.metrics.calibration import reliability_diagram
 
     panels = {}
     for c in configs:
@@ -329,11 +331,11 @@ def plot_pck_curves(configs: Sequence[Config], colors: dict[str, Any], out: Path
             drawn += 1
         if not drawn:
             return None
-        ax.set_xlabel(curves[0].get("label", "threshold (fraction of the head size)"))
-        ax.set_ylabel(curves[0].get("metric", "PCKh (%)"))
+        ax.set_xlabel(curves[0]["label"])
+        ax.set_ylabel(curves[0]["metric"])
         ax.set_xlim(0, float(t[-1]))
         ax.set_ylim(0, 100)
-        ax.set_title(f"{curves[0].get('metric', 'PCKh (%)').split(' ')[0]} vs threshold (finest stride per head)")
+        ax.set_title(f"{curves[0]['metric'].split(' ')[0]} vs threshold (finest stride per head)")
         ax.legend(loc="lower right")
         return _save(fig, path)
 
@@ -385,8 +387,7 @@ def plot_accuracy_vs_cost(configs: Sequence[Config], colors: dict[str, Any], pat
 def load_eval_dataset(run_dir: Path) -> Any:
     """The evaluated split of a run, rebuilt from its ``config.yaml`` (``data.class_path`` + ``init_args``)."""
     data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
-    module_name, _, class_name = data["class_path"].rpartition(".")
-    datamodule = getattr(importlib.import_module(module_name), class_name)(**(data.get("init_args") or {}))
+    datamodule = import_class_path(data["class_path"])(**(data.get("init_args") or {}))
     datamodule.setup("test")
     return datamodule, datamodule.datasets["test"]
 
@@ -413,13 +414,14 @@ def plot_prediction_grid(configs: Sequence[Config], out: Path, path: Path, num_i
     fig = new_figure(2.1 * n + 1.2, 2.2 * len(rows) + 0.8)
     axes = fig.subplots(len(rows), n, squeeze=False)
     for r, (label, c, run_dir) in enumerate(rows):
-        predictions = {p["index"]: p for p in json.loads((run_dir / "predictions.json").read_text())["predictions"]}
+        written = read_predictions(run_dir / "predictions.json")
+        predictions = dict(zip(written.index.tolist(), written.keypoints))  # sample index → (K, 2) original px
         for i, sample in enumerate(samples):
             meta = sample["meta"]
             index = int(meta["index"])
             # predictions are in original-image pixels: back to the input crop with the inverse of affine_inv
             to_input = np.linalg.inv(np.vstack([meta["affine_inv"].numpy(), [0.0, 0.0, 1.0]]))[:2]  # (2, 3)
-            pred = np.asarray(predictions[index]["keypoints"], dtype=np.float64) if index in predictions else None
+            pred = predictions.get(index)
             if pred is not None:
                 pred = pred @ to_input[:, :2].T + to_input[:, 2]  # (K, 2) x,y input pixels
             gt = sample["keypoints"].numpy().astype(np.float64)  # (K, 2) x,y input pixels
@@ -500,5 +502,9 @@ def report_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if not Path(args.out).is_dir():
         parser.error(f"no such study directory: {args.out}")
-    print(f"wrote {write_report(args.out)}")
+    try:
+        print(f"wrote {write_report(args.out)}")
+    except ValueError as err:  # a study whose files cannot make a report: one line, exit code 2
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0

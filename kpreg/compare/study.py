@@ -1,10 +1,11 @@
 """Head comparison studies: one command runs a grid of ``train.py`` + ``evaluate.py`` runs and reports it.
 
-A study is a base config (one or more ``--config`` parts, merged in order as ``train.py`` merges them: a data part
-and optionally a protocol part) and a grid: heads (``--heads heatmap,simcc``: the head parts
-``configs/heads/<name>.yaml``, or paths to head parts) × output strides × seeds × any other config key
-(``--grid key=v1,v2``). Every run gets its own complete config file ``<out>/<run>/study_config.yaml``, and is
-exactly what a user would run by hand::
+A study is a base config (one or more ``--config`` parts: a data part and optionally a protocol part) and a grid:
+heads (``--heads heatmap,simcc``: the head parts ``configs/heads/<name>.yaml``, or paths to head parts) × output
+strides × seeds × any other config key (``--grid key=v1,v2``). A run's config is what ``train.py``'s own parser
+resolves ``--config <base parts> --config <head part> --<key> <value> …`` to (the parts merged in order, then the
+run's stride, seed, grid values and ``--set`` values); it is written complete to ``<out>/<run>/study_config.yaml``,
+so a run is exactly what a user would run by hand::
 
     python train.py --config <out>/<run>/study_config.yaml [--ckpt_path last]
     python evaluate.py --config <out>/<run>/config.yaml --ckpt_path <out>/<run>/checkpoints/best.ckpt \\
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import copy
 import fcntl
-import importlib
 import inspect
 import itertools
 import json
@@ -41,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonargparse import ArgumentError, ArgumentParser
 
+from kpreg.classpath import import_class_path, short_name
 from kpreg.training.primary import primary_metric
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,64 +62,39 @@ class RunSpec:
     extra: dict[str, Any] = field(default_factory=dict)  # values of the --grid axes
 
 
-# ---- config plumbing ------------------------------------------------------------------------------------
+# ---- run configs -----------------------------------------------------------------------------------------
 def parse_value(text: str) -> Any:
-    """A ``--set`` / ``--grid`` value as YAML (``32`` → int, ``true`` → bool, ``[1, 2]`` → list)."""
+    """A ``--grid`` value as YAML (``32`` → int, ``true`` → bool), for run names and the study definition."""
     return yaml.safe_load(text)
-
-
-def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
-    """``config[a][b][c] = value`` for ``a.b.c``, creating missing levels."""
-    *parents, last = dotted.split(".")
-    node = config
-    for key in parents:
-        if not isinstance(node.get(key), dict):
-            node[key] = {}
-        node = node[key]
-    node[last] = value
 
 
 HEAD_ARGS = "model.head.init_args."
 
 
-def head_accepts(head: dict[str, Any], arg: str) -> bool:
+def head_accepts(class_path: str, arg: str) -> bool:
     """Whether the head class takes ``arg`` (from its signature, not from its name): a head argument in the
     grid or in ``--set`` (``output_stride``, ``neck_channels`` …) applies only to the heads that have it."""
-    module_name, _, class_name = head["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return arg in inspect.signature(cls.__init__).parameters
+    return arg in inspect.signature(import_class_path(class_path).__init__).parameters
 
 
-def applies_to(key: str, head: dict[str, Any]) -> bool:
-    return not key.startswith(HEAD_ARGS) or head_accepts(head, key[len(HEAD_ARGS):].split(".")[0])
+def applies_to(key: str, head_class_path: str) -> bool:
+    return not key.startswith(HEAD_ARGS) or head_accepts(head_class_path, key[len(HEAD_ARGS):].split(".")[0])
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
+def read_part(path: Path) -> dict[str, Any]:
+    """A config part as written (to check what it provides; merging parts is the parser's)."""
     if not path.is_file():
         raise FileNotFoundError(f"config not found: {path}")
     return yaml.safe_load(path.read_text()) or {}
 
 
-def merge(base: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
-    """``part`` merged into ``base`` (a copy), as jsonargparse merges several ``--config`` files: nested keys merge,
-    other values are replaced; a ``class_path`` that differs from the base's replaces the whole section (init
-    arguments of another class never carry over)."""
-    out = copy.deepcopy(base)
-    for key, value in part.items():
-        old = out.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
-            if "class_path" in value and old.get("class_path") not in (None, value["class_path"]):
-                out[key] = copy.deepcopy(value)
-            else:
-                out[key] = merge(old, value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def provides_head(path: Path) -> bool:
+    return "head" in (read_part(path).get("model") or {})
 
 
 def dataset_tag(config: dict[str, Any]) -> str:
     """The dataset tag of a run, from its datamodule class (``kpreg.data.mpii.MPIIDataModule`` → ``mpii``)."""
-    name = str((config.get("data") or {}).get("class_path") or "data").rsplit(".", 1)[-1]
+    name = short_name((config.get("data") or {}).get("class_path")) or "data"
     for suffix in ("PoseDataModule", "DataModule"):
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)].lower()
@@ -138,10 +115,15 @@ def head_part_path(head: str) -> Path:
 
 # ---- the study -----------------------------------------------------------------------------------------
 class Study:
-    """Args: the parsed command line (see ``build_parser``)."""
+    """Args:
+    args: the parsed command line (see ``kpreg.cli.study.build_parser``).
+    parser: ``train.py``'s parser (``kpreg.cli.lightning.train_parser``): every run's config is what it resolves
+        the run's command line to, ``--config`` parts merged in order and then the run's ``--key value`` pairs.
+    """
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, parser: ArgumentParser) -> None:
         self.args = args
+        self.parser = parser
         self.name: str = args.name
         self.out = Path(args.out)
         self.base_paths = [Path(c) for c in (args.config or [])]
@@ -156,8 +138,7 @@ class Study:
                 path = head_part_path(head.strip())
                 self.head_configs[path.stem] = path
         elif self.base_paths:
-            base = self.base()
-            if "head" not in (base.get("model") or {}):
+            if not any(provides_head(p) for p in self.base_paths):
                 raise ValueError("the base config has no model.head: give --heads (e.g. --heads heatmap,dsnt)")
             self.head_configs = {self.base_paths[-1].stem: self.base_paths[-1]}
         else:
@@ -165,8 +146,8 @@ class Study:
         self.strides = [int(s) for s in args.strides.split(",")] if args.strides else []
         self.seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
         self.sets = [self._split(kv, "--set") for kv in args.set or []]
-        self.grid = [(k, [parse_value(v) for v in vs.split(",")]) for k, vs in (self._split(g, "--grid")
-                                                                               for g in args.grid or [])]
+        self.grid = [(k, [v.strip() for v in vs.split(",")]) for k, vs in (self._split(g, "--grid")
+                                                                           for g in args.grid or [])]
 
     @staticmethod
     def _split(item: str, flag: str) -> tuple[str, str]:
@@ -175,59 +156,64 @@ class Study:
             raise ValueError(f"{flag} takes key=value, got '{item}'")
         return key.strip(), value.strip()
 
+    def resolve(self, arguments: list[str], label: str) -> dict[str, Any]:
+        """The config ``train.py <arguments>`` runs, as plain data (its parser's dump); ``label`` names the run
+        in an error."""
+        try:
+            config = self.parser.parse_args(arguments)
+        except ArgumentError as err:
+            raise ValueError(f"{label}: {err}") from None
+        return yaml.safe_load(self.parser.dump(config, skip_unset=False))
+
+    def head_arguments(self, head: str) -> list[str]:
+        """``train.py``'s arguments for ``head`` before the grid: the base parts, then this head's part."""
+        head_path = self.head_configs[head]
+        if self.args.configs or not self.base_paths:
+            parts = [head_path]
+        else:
+            if not provides_head(head_path):
+                raise ValueError(f"{head_path} is not a head part: it has no model.head")
+            parts = [*self.base_paths, head_path]
+        return [arg for part in parts for arg in ("--config", str(part))]
+
+    def head_config(self, head: str) -> dict[str, Any]:
+        """The complete config of ``head`` before the grid."""
+        return self.resolve(self.head_arguments(head), head)
+
     def higher_is_better(self) -> bool:
         """The direction of the study's primary metric (that of the first head's config)."""
         data = self.head_config(next(iter(self.head_configs))).get("data") or {}
         return primary_metric(data.get("class_path", ""), data.get("init_args"))[1]
 
-    def base(self) -> dict[str, Any]:
-        """The base parts merged in order."""
-        config: dict[str, Any] = {}
-        for path in self.base_paths:
-            config = merge(config, load_yaml(path))
-        return config
-
-    def head_config(self, head: str) -> dict[str, Any]:
-        """The complete config of ``head`` before the grid: the base parts merged with this head's part."""
-        head_path = self.head_configs[head]
-        if self.args.configs or not self.base_paths:
-            return load_yaml(head_path)
-        part = load_yaml(head_path)
-        if "head" not in (part.get("model") or {}):
-            raise ValueError(f"{head_path} is not a head part: it has no model.head")
-        return merge(self.base(), part)
-
     def runs(self) -> list[tuple[RunSpec, dict[str, Any]]]:
         """Every run of the grid with its complete config, in a stable order (head, stride, extra, seed)."""
         out = []
         for head in self.head_configs:
-            base = self.head_config(head)
-            head_section = (base.get("model") or {}).get("head")
-            if not isinstance(head_section, dict) or "class_path" not in head_section:
-                raise ValueError(f"the config of head '{head}' has no model.head.class_path")
-            has_stride = head_accepts(head_section, "output_stride")
+            head_arguments = self.head_arguments(head)
+            head_class_path = self.resolve(head_arguments, head)["model"]["head"]["class_path"]
+            has_stride = head_accepts(head_class_path, "output_stride")
             strides: list[int | None] = list(self.strides) if (has_stride and self.strides) else [None]
-            grid = [(k, vs) for k, vs in self.grid if applies_to(k, head_section)]
-            sets = [(k, v) for k, v in self.sets if applies_to(k, head_section)]
-            grid_keys = [k for k, _ in grid]
-            for stride, values, seed in itertools.product(strides, itertools.product(*(v for _, v in grid)),
-                                                           self.seeds):
-                config = copy.deepcopy(base)
+            grid = [(k, vs) for k, vs in self.grid if applies_to(k, head_class_path)]
+            sets = [(k, v) for k, v in self.sets if applies_to(k, head_class_path)]
+            for stride, texts, seed in itertools.product(strides, itertools.product(*(vs for _, vs in grid)),
+                                                          self.seeds):
+                arguments = list(head_arguments)
                 if stride is not None:
-                    set_key(config, "model.head.init_args.output_stride", stride)
+                    arguments += ["--model.head.init_args.output_stride", str(stride)]
                 if seed is not None:
-                    config["seed_everything"] = seed
-                extra = dict(zip(grid_keys, values))
-                for key, value in extra.items():
-                    set_key(config, key, value)
-                for key, value in sets:
-                    set_key(config, key, parse_value(value))
-                eff_stride = (config["model"]["head"].get("init_args") or {}).get("output_stride") if has_stride else None
-                eff_seed = int(config.get("seed_everything") or 0)
+                    arguments += ["--seed_everything", str(seed)]
+                for (key, _), text in zip(grid, texts):
+                    arguments += [f"--{key}", text]
+                for key, text in sets:
+                    arguments += [f"--{key}", text]
+                extra = {key: parse_value(text) for (key, _), text in zip(grid, texts)}
+                config = self.resolve(arguments, f"{head} with {' '.join(arguments[len(head_arguments):])}")
+                eff_stride = config["model"]["head"]["init_args"].get("output_stride") if has_stride else None
+                seed_value = config.get("seed_everything")
+                eff_seed = seed_value if isinstance(seed_value, int) and not isinstance(seed_value, bool) else 0
                 parts = [head] + ([f"s{eff_stride}"] if eff_stride is not None else [])
                 parts += [f"{k.rsplit('.', 1)[-1]}{v}" for k, v in extra.items()] + [f"seed{eff_seed}"]
-                spec = RunSpec("-".join(parts), head, head_section["class_path"].rsplit(".", 1)[-1],
-                               eff_stride, eff_seed, extra)
+                spec = RunSpec("-".join(parts), head, short_name(head_class_path), eff_stride, eff_seed, extra)
                 out.append((spec, config))
         names = [spec.name for spec, _ in out]
         if len(set(names)) != len(names):
@@ -237,16 +223,13 @@ class Study:
     def finalise_config(self, spec: RunSpec, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         """Point the run's outputs at ``run_dir`` and label its tracker run (group = study, tags)."""
         config = copy.deepcopy(config)
-        set_key(config, "trainer.default_root_dir", str(run_dir))
-        trainer = config.setdefault("trainer", {})
-        if "logger" not in trainer:  # train.py's default logger, made explicit to name and group the run
-            trainer["logger"] = {"class_path": "pytorch_lightning.loggers.WandbLogger", "init_args": {"project": "kpreg"}}
-        logger = trainer.get("logger")
+        config["trainer"]["default_root_dir"] = str(run_dir)
+        logger = config["trainer"].get("logger")
         if isinstance(logger, dict) and "class_path" in logger:
             init = logger.setdefault("init_args", {})
-            if "save_dir" in init or logger["class_path"].endswith(("WandbLogger", "CSVLogger", "TensorBoardLogger")):
+            if "save_dir" in init:
                 init["save_dir"] = str(run_dir)
-            if logger["class_path"].endswith("WandbLogger"):
+            if short_name(logger["class_path"]) == "WandbLogger":
                 init["name"] = f"{self.name}/{spec.name}"
                 init["group"] = self.name
                 stride_tag = f"stride{spec.stride}" if spec.stride is not None else "no-stride"
@@ -268,7 +251,7 @@ class Study:
             "strides": self.strides,
             "seeds": [s for s in self.seeds if s is not None],
             "set": dict(self.sets),
-            "grid": dict(self.grid),
+            "grid": {k: [parse_value(v) for v in vs] for k, vs in self.grid},
             "runs": [asdict(spec) for spec, _ in runs],
         }
         write_json_atomic(self.out / "study.json", definition)  # atomic: parallel runners rewrite it

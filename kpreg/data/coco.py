@@ -27,14 +27,12 @@ unlabelled annotations, filtered detections) are skipped and counted in the summ
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from kpreg.coords import box_to_center_size
@@ -51,13 +49,17 @@ from kpreg.data.topdown import (
 )
 from kpreg.formats.coco import (
     COCO_KEYPOINT_NAMES,
+    CocoImage,
     KeypointCategory,
     load_coco,
     prepare_gt,
     read_category,
+    read_images,
     validate_coco_keypoints,
     write_results_json,
 )
+from kpreg.formats.detections import read_coco_detections
+from kpreg.formats.files import read_json
 from kpreg.formats.layout import EvaluationSpec
 from kpreg.formats.oks import make_results
 
@@ -85,31 +87,6 @@ _LAYOUT = {
     "train_images": "train2017",
     "val_images": "val2017",
 }
-
-
-def _read_json(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not a valid JSON file ({err})") from err
-
-
-def _image_index(data: dict[str, Any], path: Path) -> dict[int, dict[str, Any]]:
-    """image id → image entry, checking what the pipeline relies on (int id, file_name)."""
-    if not isinstance(data.get("images"), list):
-        raise DataError(f"{path}: no 'images' list (not a COCO file?)")
-    index: dict[int, dict[str, Any]] = {}
-    for n, img in enumerate(data["images"]):
-        iid = img.get("id")
-        if not isinstance(iid, int) or isinstance(iid, bool):
-            raise DataError(f"{path}: images[{n}] has id {iid!r}; COCO image ids must be integers")
-        if not img.get("file_name"):
-            raise DataError(f"{path}: image id {iid} has no 'file_name'")
-        index[iid] = img
-    return index
 
 
 def _check_images_exist(records: Sequence[PersonRecord], split: str) -> None:
@@ -159,7 +136,7 @@ class COCODataModule(KeypointDataModule):
     ``area`` (else 0.53 × box area): pixel error, PCK and the uncertainty figures are box-relative here.
     """
 
-    default_primary_metric = "AP"
+    metric_families = ("oks", "pixel")
     scale_kind = "box"
 
     def __init__(
@@ -256,14 +233,14 @@ class COCODataModule(KeypointDataModule):
         """The parsed annotation file of 'train' or 'val' (cached: COCO's train file takes seconds)."""
         path = self._ann_path(split)
         if split not in self._data:
-            data = _read_json(path, f"{split} annotation file")
+            data = read_json(path, f"{split} annotation file", DataError)
             if not isinstance(data, dict):
                 raise DataError(f"{path}: a COCO annotation file holds a JSON object, got {type(data).__name__}")
             self._data[split] = data
         return self._data[split]
 
     def _crop_box(
-        self, ann: dict[str, Any], img: dict[str, Any], xy: np.ndarray, labelled: np.ndarray
+        self, ann: dict[str, Any], img: CocoImage, xy: np.ndarray, labelled: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """(center (2,), size (2,)) original pixels of an instance's crop, or None if it has no extent."""
         aspect = self._input_size[1] / self._input_size[0]
@@ -277,9 +254,9 @@ class COCODataModule(KeypointDataModule):
             # as an edge box whose centre (x + w/2 - 0.5) is the extent's middle
             box = [lo[0] + 0.5, lo[1] + 0.5, hi[0] - lo[0], hi[1] - lo[1]]
         else:  # image
-            if "width" not in img or "height" not in img:
-                raise DataError(f"image id {img['id']} has no width/height, which box_source 'image' needs")
-            box = [0.0, 0.0, float(img["width"]), float(img["height"])]
+            if img.width is None or img.height is None:
+                raise DataError(f"image id {img.id} has no width/height, which box_source 'image' needs")
+            box = [0.0, 0.0, float(img.width), float(img.height)]
         return box_to_center_size(box, aspect, self.padding)
 
     def _gt_records(self, split: str) -> tuple[list[PersonRecord], SplitReport]:
@@ -288,7 +265,7 @@ class COCODataModule(KeypointDataModule):
         image_dir = self.train_images if split == "train" else self.val_images
         if image_dir is None:
             raise ValueError(f"the {split} split needs an images folder ('{split}_images' or 'root')")
-        images = _image_index(data, path)
+        images = read_images(data, path, DataError)
         report = SplitReport("COCO", split, str(path))
         cat, k = self.category, self.num_keypoints
         anns = data.get("annotations")
@@ -332,11 +309,11 @@ class COCODataModule(KeypointDataModule):
             if id(ann) in bad_box:
                 report.skipped["annotation(s) with a zero or negative size box"] += 1
                 continue
-            if "width" in img and "height" in img:
+            if img.width is not None and img.height is not None:
                 # pixel-centre convention: the image spans [-0.5, W - 0.5] × [-0.5, H - 0.5]
                 inside = (
-                    (xy[:, 0] >= -0.5) & (xy[:, 0] <= img["width"] - 0.5)
-                    & (xy[:, 1] >= -0.5) & (xy[:, 1] <= img["height"] - 0.5)
+                    (xy[:, 0] >= -0.5) & (xy[:, 0] <= img.width - 0.5)
+                    & (xy[:, 1] >= -0.5) & (xy[:, 1] <= img.height - 0.5)
                 )  # fmt: skip
                 outside = labelled & ~inside
                 if outside.any():
@@ -354,7 +331,7 @@ class COCODataModule(KeypointDataModule):
             instance_size = max(instance_w, instance_h)
             records.append(
                 PersonRecord(
-                    image_path=str(image_dir / img["file_name"]),
+                    image_path=str(image_dir / img.file_name),
                     center=center,
                     box_size=size,
                     keypoints=np.where(labelled[:, None], xy, 0.0),
@@ -363,7 +340,7 @@ class COCODataModule(KeypointDataModule):
                     instance_size=instance_size,
                     area=_object_area(ann, instance_w, instance_h),
                     # the padded crop box's area is HRNet / mmpose's OKS-NMS area
-                    extra={"image_id": int(img["id"]), "box_score": 1.0, "nms_area": float(size[0] * size[1])},
+                    extra={"image_id": img.id, "box_score": 1.0, "nms_area": float(size[0] * size[1])},
                 )
             )
         report.samples, report.images = len(records), len({r.extra["image_id"] for r in records})
@@ -372,38 +349,33 @@ class COCODataModule(KeypointDataModule):
     def _det_records(self) -> tuple[list[PersonRecord], SplitReport]:
         assert self.bbox_file is not None
         path, gt_path = self.bbox_file, self._ann_path("val")
-        images = _image_index(self._load("val"), gt_path)
-        dets = _read_json(path, "bbox_file")
-        if not isinstance(dets, list):
-            raise DataError(f"{path}: a detection results file holds a JSON list, got {type(dets).__name__}")
+        images = read_images(self._load("val"), gt_path, DataError)
+        detections, _ = read_coco_detections(path, "bbox_file", DataError)
         report = SplitReport("COCO", "val/test (detected boxes)", str(path))
         aspect = self._input_size[1] / self._input_size[0]
         k = self.num_keypoints
         records: list[PersonRecord] = []
-        for n, det in enumerate(dets):
-            missing = [key for key in ("image_id", "category_id", "bbox", "score") if key not in det]
-            if missing:
-                raise DataError(f"{path}: entry {n} (image_id {det.get('image_id')!r}) lacks {missing}")
-            if det["category_id"] != self.det_category_id:
+        for det in detections:
+            if det.image_id is None:
+                raise DataError(f"{path}: entry {det.entry} names no image_id (a bbox_file names the images of "
+                                f"{gt_path} by their ids)")
+            if det.category_id != self.det_category_id:
                 report.skipped[f"detection(s) of other categories than {self.det_category_id}"] += 1
                 continue
-            score = float(det["score"])
-            if not score >= self.det_score_thr:  # also drops NaN scores
+            if not det.score >= self.det_score_thr:  # also drops NaN scores
                 report.skipped[f"detection(s) scoring below det_score_thr={self.det_score_thr}"] += 1
                 continue
-            img = images.get(det["image_id"])
+            img = images.get(det.image_id)
             if img is None:
-                raise DataError(
-                    f"{path}: entry {n} has image_id {det['image_id']!r}, which is not in {gt_path}"
-                )
-            if _zero_size(det):
+                raise DataError(f"{path}: entry {det.entry} has image_id {det.image_id!r}, which is not in {gt_path}")
+            if det.box[2] <= 0 or det.box[3] <= 0:
                 report.skipped["detection(s) with a zero or negative size box"] += 1
                 continue
-            center, size = box_to_center_size(det["bbox"], aspect, self.padding)
-            det_w, det_h = float(det["bbox"][2]), float(det["bbox"][3])
+            center, size = box_to_center_size(list(det.box), aspect, self.padding)
+            det_w, det_h = det.box[2], det.box[3]
             records.append(
                 PersonRecord(
-                    image_path=str(self.val_images / img["file_name"]),  # type: ignore[operator]
+                    image_path=str(self.val_images / img.file_name),  # type: ignore[operator]
                     center=center,
                     box_size=size,
                     keypoints=np.zeros((k, 2)),  # unknown for a detected box: no loss, AP against the GT file
@@ -411,7 +383,7 @@ class COCODataModule(KeypointDataModule):
                     norm_length=max(det_w, det_h),
                     instance_size=max(det_w, det_h),
                     area=BOX_AREA_FACTOR * det_w * det_h,
-                    extra={"image_id": int(img["id"]), "box_score": score, "nms_area": float(size[0] * size[1])},
+                    extra={"image_id": img.id, "box_score": det.score, "nms_area": float(size[0] * size[1])},
                 )
             )
         report.samples, report.images = len(records), len({r.extra["image_id"] for r in records})
@@ -465,28 +437,33 @@ class COCODataModule(KeypointDataModule):
             layout=self.layout,
             scale="box",
             primary=self.primary_metric,
+            families=self.metric_families,
             title=f"{self.category.name or 'COCO'} keypoints, {boxes}",
             coco_gt=self.coco_gt(),
             oks={"use_nms": self.use_nms, "nms_thr": self.nms_thr, "kp_score_thr": self.kp_score_thr,
                  "category_id": self.category.id},
         )
 
-    def write_predictions(
-        self, out_dir: Path, indices: torch.Tensor, coords: torch.Tensor, scores: torch.Tensor
+    @property
+    def category_id(self) -> int:
+        return self.category.id
+
+    @property
+    def image_root(self) -> Path | None:
+        return self.val_images
+
+    def write_dataset_predictions(
+        self, out_dir: Path, indices: np.ndarray, coords: np.ndarray, scores: np.ndarray
     ) -> list[Path]:
-        """``results.json``: COCO keypoint results, rescored and OKS-NMS'd exactly as the metric does.
+        """``results.json``: COCO keypoint results, rescored and OKS-NMS'd exactly as the metric does (what
+        pycocotools scores to the evaluated AP).
 
         indices (N,) test-split positions; coords (N, K, 2) x,y original pixels; scores (N, K).
         """
         records = self._split_records("val")
-        idx = [int(i) for i in indices]
-        bad = [i for i in idx if not 0 <= i < len(records)]
-        if bad:
-            raise DataError(f"prediction indices {bad[:5]} are outside the test split ({len(records)} samples)")
-        extra = {key: np.array([records[i].extra[key] for i in idx]) for key in ("image_id", "box_score", "nms_area")}
-        results = make_results(coords.double().cpu().numpy(), scores.double().cpu().numpy(), extra["image_id"],
-                               extra["box_score"], extra["nms_area"], self.category.id, self.sigmas, self.use_nms,
-                               self.nms_thr, self.kp_score_thr)
+        extra = {key: np.array([records[i].extra[key] for i in indices]) for key in ("image_id", "box_score", "nms_area")}
+        results = make_results(coords, scores, extra["image_id"], extra["box_score"], extra["nms_area"], self.category.id,
+                               self.sigmas, self.use_nms, self.nms_thr, self.kp_score_thr)
         return [write_results_json(Path(out_dir) / "results.json", results)]
 
 

@@ -1,10 +1,11 @@
 """The dataset-agnostic part of every datamodule: loaders, keypoint layout, the evaluation declaration.
 
 A subclass provides the datasets (``_build_datasets``), the keypoint layout (names, flip pairs, skeleton, OKS
-sigmas), its evaluation protocol (``evaluation()``: which scale normalises errors, the primary metric, a COCO
-ground truth where there is one) and how to write predictions in its own file format. ``KeypointModule`` and the
-CLI read only what is declared here, so they never know which dataset runs; ``kpreg.metrics.build_metrics`` turns
-the declaration into metrics.
+sigmas), its evaluation protocol (``evaluation()``: which scale normalises errors, the metric families it is scored
+with, a COCO ground truth where there is one), where each evaluated sample comes from (``prediction_sources``) and its
+own predictions files (``write_dataset_predictions``) beside the ``predictions.json`` every dataset writes the same
+way. ``KeypointModule`` and the CLI read only what is declared here, so they never know which dataset runs;
+``kpreg.metrics.build_metrics`` turns the declaration into metrics.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import os
 from abc import abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -28,7 +30,46 @@ from kpreg.data.samplers import (
     ResumableTrainSampler,
     padded_eval_length,
 )
-from kpreg.formats.layout import EvaluationSpec, KeypointLayout, ScaleKind
+from kpreg.formats.layout import EvaluationSpec, KeypointLayout, MetricFamily, ScaleKind
+from kpreg.formats.oks import instance_score
+from kpreg.formats.predictions import write_predictions
+
+if TYPE_CHECKING:
+    from kpreg.data.topdown import PersonRecord
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value
+class PredictionSources:
+    """Where each sample of an evaluated split comes from (the fields of ``kpreg.formats.predictions``), S samples."""
+
+    image_id: np.ndarray  # (S,) int64: the ground truth's image id, else frame_index
+    file_name: tuple[str, ...]  # (S,) the image, relative to the dataset's image folder; "" for generated images
+    frame_index: np.ndarray  # (S,) int64: the image's position among the split's images (first appearance)
+    box_score: np.ndarray  # (S,) float64: the box's detector score (1 for ground-truth boxes)
+
+    def __len__(self) -> int:
+        return len(self.file_name)
+
+    @classmethod
+    def of_records(cls, records: Sequence[PersonRecord], root: Path | None = None) -> PredictionSources:
+        """From top-down records: their images (relative to ``root`` where they lie under it), ``extra``'s
+        ``image_id`` and ``box_score`` where given."""
+        names = [_relative(r.image_path, root) for r in records]
+        first: dict[str, int] = {}
+        frames = np.array([first.setdefault(n, len(first)) for n in names], dtype=np.int64)  # (S,)
+        ids = [r.extra.get("image_id", f) for r, f in zip(records, frames)]
+        return cls(np.array(ids, dtype=np.int64), tuple(names), frames,
+                   np.array([r.extra.get("box_score", 1.0) for r in records], dtype=np.float64))
+
+
+def _relative(path: str, root: Path | None) -> str:
+    """``path`` relative to ``root`` (POSIX separators) where it lies under it, else as given."""
+    if root is not None:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return str(path)
 
 
 class KeypointDataModule(pl.LightningDataModule):
@@ -37,9 +78,9 @@ class KeypointDataModule(pl.LightningDataModule):
     num_workers: loader processes (0 = load in the main process).
     pin_memory: page-locked host memory for faster host → GPU copies.
     persistent_workers: keep loader processes alive between epochs.
-    primary_metric: the metric key that selects the best checkpoint (``None``: the dataset's default, e.g. PCKh
-        ``Mean`` on MPII, ``AP`` on COCO, ``MeanError`` on DeepLabCut projects). Any key the dataset's metrics
-        report is allowed, e.g. ``MeanError`` (pixels, lower is better) or ``PCK@0.1``; checkpointing follows its
+    primary_metric: the metric key that selects the best checkpoint (``None``: the primary key of the first of the
+        dataset's ``metric_families``: PCKh's on MPII, OKS AP's on COCO, the pixel error's on DeepLabCut projects).
+        Any key the dataset's metrics report is allowed (``evaluate.py`` prints them); checkpointing follows its
         direction.
     """
 
@@ -47,7 +88,10 @@ class KeypointDataModule(pl.LightningDataModule):
     flip_pairs: list[tuple[int, int]]
     skeleton: list[tuple[int, int]]
     sigmas: list[float]  # OKS sigmas per keypoint (COCOeval units)
-    default_primary_metric: ClassVar[str] = "MeanError"
+    kp_score_thr: float = 0.2  # keypoint confidence above which it counts in the instance score (formats.oks)
+    # The metrics it is scored with, in table order (kpreg.formats.layout.MetricFamily); the first one's primary key
+    # is the default primary metric.
+    metric_families: ClassVar[tuple[MetricFamily, ...]] = ("pixel",)
     scale_kind: ClassVar[ScaleKind] = "box"  # what meta.norm_length is (kpreg.formats.layout)
     title: ClassVar[str] = "validation"
 
@@ -64,7 +108,7 @@ class KeypointDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
-        self.primary_metric = primary_metric or self.default_primary_metric
+        self.primary_metric = primary_metric or None
         self.datasets: dict[str, Dataset] = {}
         # Class-level keypoint layouts (MPII's, the synthetic data's) are copied per instance: the CLI links these
         # lists into the model, and nothing done to an instance's copy may change the class's.
@@ -164,13 +208,59 @@ class KeypointDataModule(pl.LightningDataModule):
     def evaluation(self) -> EvaluationSpec:
         """How this dataset is evaluated (``kpreg.metrics.build_metrics`` builds its metrics from this)."""
         return EvaluationSpec(layout=self.layout, scale=self.scale_kind, primary=self.primary_metric,
-                              title=self.title)
+                              title=self.title, families=self.metric_families)
 
-    @abstractmethod
+    # ---- predictions -------------------------------------------------------------------------------
     def write_predictions(
         self, out_dir: Path, indices: torch.Tensor, coords: torch.Tensor, scores: torch.Tensor
     ) -> list[Path]:
-        """Write test-split predictions (in dataset order, original pixels) in the dataset's own format."""
+        """Write test-split predictions: the dataset's own files (``write_dataset_predictions``), then
+        ``predictions.json`` (``kpreg.formats.predictions``: the one schema of every dataset and of ``predict.py``).
+
+        indices (N,) test-split positions; coords (N, K, 2) x,y original pixels; scores (N, K) keypoint confidences.
+        """
+        idx = indices.detach().cpu().long().numpy()  # (N,)
+        xy = coords.detach().cpu().double().numpy()  # (N, K, 2) x,y original pixels
+        conf = scores.detach().cpu().double().numpy()  # (N, K)
+        sources = self.prediction_sources()
+        outside = idx[(idx < 0) | (idx >= len(sources))]
+        if outside.size:
+            raise DataError(f"prediction indices {outside[:5].tolist()} are outside the test split "
+                            f"({len(sources)} samples)")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = self.write_dataset_predictions(out_dir, idx, xy, conf)
+        instance = instance_score(conf, sources.box_score[idx], self.kp_score_thr)  # (N,)
+        path = write_predictions(out_dir / "predictions.json", xy, conf, instance, sources.image_id[idx],
+                                 [sources.file_name[i] for i in idx], sources.frame_index[idx], idx,
+                                 self.category_id)
+        return [path, *written]
+
+    def write_dataset_predictions(
+        self, out_dir: Path, indices: np.ndarray, coords: np.ndarray, scores: np.ndarray
+    ) -> list[Path]:
+        """The dataset's own predictions files where users need them (COCO results, MPII's ``pred.mat``, a DeepLabCut
+        table); none by default. indices (N,), coords (N, K, 2) x,y original pixels, scores (N, K)."""
+        return []
+
+    @property
+    def category_id(self) -> int:
+        """The COCO category of the predicted instances (``predictions.json``)."""
+        return 1
+
+    @property
+    def image_root(self) -> Path | None:
+        """The folder the predictions file names images relative to (None: the paths as the records give them)."""
+        return None
+
+    def prediction_sources(self) -> PredictionSources:
+        """Where each sample of the test split comes from: by default, the images of its top-down records."""
+        if "test" not in self.datasets:
+            self.setup("test")
+        records = getattr(self.datasets["test"], "records", None)
+        if records is None:
+            raise NotImplementedError(f"{type(self).__name__}: a test split without records needs prediction_sources")
+        return PredictionSources.of_records(records, self.image_root)
 
     def describe(self) -> dict[str, Any]:
         """Keypoint metadata for logging, drawing and checkpoints."""

@@ -25,7 +25,7 @@ One sample is one labelled frame (single animal: one instance per frame), croppe
 * **keypoints**: names from the tables' header; flip pairs inferred from left/right in the names (``leftear`` /
   ``rightear``) or given; the skeleton given, else read from the project's ``config.yaml``; OKS sigmas given, else
   ``default_sigma`` for every keypoint. The validation frames form an in-memory COCO ground truth, so OKS AP is
-  reported beside the pixel errors (primary: ``MeanError``, lower is better).
+  reported beside the pixel errors (primary: the mean pixel error, lower is better).
 
 Bad input is one error naming the file and the line (``DLCFormatError``, from the reader: a wrong header, an
 ``individuals`` row (multi-animal), a duplicated image, a missing image, a keypoint outside its image) or the
@@ -35,15 +35,12 @@ and frames a ``keypoints`` box cannot crop are skipped, counted and printed when
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
-import yaml
 from torch.utils.data import Dataset
 
 from kpreg.coords import box_to_center_size
@@ -65,6 +62,7 @@ from kpreg.formats.deeplabcut import (
     check_inside_images,
     read_image_sizes,
     read_project,
+    read_project_config,
     write_collected_data,
 )
 from kpreg.formats.layout import EvaluationSpec
@@ -112,18 +110,6 @@ def _resolve_skeleton(
     return out
 
 
-def _project_config(project: Path) -> dict[str, Any]:
-    """DeepLabCut's ``config.yaml`` of the project, if there is one (Task name, skeleton)."""
-    path = project / "config.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise DataError(f"{path}: not a valid YAML file ({err})") from err
-    return config if isinstance(config, dict) else {}
-
-
 class DeepLabCutDataModule(KeypointDataModule):
     """A single-animal DeepLabCut / Lightning Pose project (see the module docstring for what becomes a sample).
 
@@ -149,10 +135,10 @@ class DeepLabCutDataModule(KeypointDataModule):
             pairs).
         use_nms / nms_thr / kp_score_thr: the OKS AP metric's options (one instance per frame: NMS changes nothing).
         batch_size / num_workers / pin_memory / persistent_workers / primary_metric: see ``KeypointDataModule``
-            (primary default ``MeanError``, pixels, lower is better).
+            (primary default: the mean pixel error, lower is better).
     """
 
-    default_primary_metric = "MeanError"
+    metric_families = ("pixel", "oks")  # pixel errors lead: what a lab judges its tracking by
     scale_kind = "box"
 
     def __init__(
@@ -198,14 +184,14 @@ class DeepLabCutDataModule(KeypointDataModule):
         # The keypoint layout must be known when the model is built (the CLI links it into the model), so the
         # tables are read now; they are small (one row per labelled frame). Images are checked in setup.
         self.labels: DLCLabels = read_project(self.project, scorer)
-        project_config = _project_config(self.project)
-        self.task = str(project_config.get("Task") or self.project.resolve().name)
+        project_config = read_project_config(self.project)
+        self.task = project_config.task or self.project.resolve().name
         self.keypoint_names = list(self.labels.bodyparts)
         k = self.num_keypoints
         pairs = self.labels.flip_pairs if flip_pairs is None else [tuple(p) for p in flip_pairs]
         self.flip_pairs = check_flip_pairs(pairs, k)
         if skeleton is None:
-            edges, source = project_config.get("skeleton") or [], str(self.project / "config.yaml")
+            edges, source = project_config.skeleton, str(project_config.path)
         else:
             edges, source = skeleton, "data.init_args.skeleton"
         self.skeleton = _resolve_skeleton(edges, self.keypoint_names, source)
@@ -349,35 +335,26 @@ class DeepLabCutDataModule(KeypointDataModule):
             layout=self.layout,
             scale="box",
             primary=self.primary_metric,
+            families=self.metric_families,
             title=f"DeepLabCut {self.task}, validation frames, {box}",
             coco_gt=self.coco_gt(),
             oks={"use_nms": self.use_nms, "nms_thr": self.nms_thr, "kp_score_thr": self.kp_score_thr,
                  "category_id": CATEGORY_ID},
         )
 
-    def write_predictions(
-        self, out_dir: Path, indices: torch.Tensor, coords: torch.Tensor, scores: torch.Tensor
+    @property
+    def image_root(self) -> Path | None:
+        return self.project
+
+    def write_dataset_predictions(
+        self, out_dir: Path, indices: np.ndarray, coords: np.ndarray, scores: np.ndarray
     ) -> list[Path]:
-        """``predictions.json`` (index, frame, keypoints, scores: what the study report draws) and
-        ``predictions.csv``, a DeepLabCut table (x, y, likelihood = the raw confidence) that DeepLabCut's and
-        Lightning Pose's tools read.
+        """``predictions.csv``, a DeepLabCut table (x, y, likelihood = the confidence) that DeepLabCut's and
+        Lightning Pose's tools read, one row per validation frame named as the tables name it.
 
         indices (N,) test-split positions; coords (N, K, 2) x,y original pixels; scores (N, K)."""
         self._build_records()
         rows = self.frames["val"]
-        idx = [int(i) for i in indices]
-        bad = [i for i in idx if not 0 <= i < len(rows)]
-        if bad:
-            raise DataError(f"prediction indices {bad[:5]} are outside the test split ({len(rows)} samples)")
-        frames = [normalise_path(self.labels.image_paths[rows[i]]) for i in idx]
-        xy = coords.double().cpu().numpy()  # (N, K, 2) x,y original pixels
-        conf = scores.double().cpu().numpy()  # (N, K)
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        records = [{"index": i, "image": f, "keypoints": c.tolist(), "scores": s.tolist()}
-                   for i, f, c, s in zip(idx, frames, xy, conf)]
-        json_path = out_dir / "predictions.json"
-        json_path.write_text(json.dumps({"keypoint_names": self.keypoint_names, "predictions": records}))
-        csv_path = write_collected_data(out_dir / "predictions.csv", "kpreg", self.keypoint_names, frames, xy,
-                                        likelihood=conf)
-        return [json_path, csv_path]
+        frames = [normalise_path(self.labels.image_paths[rows[i]]) for i in indices]
+        return [write_collected_data(Path(out_dir) / "predictions.csv", "kpreg", self.keypoint_names, frames, coords,
+                                     likelihood=scores)]

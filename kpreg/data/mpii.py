@@ -31,7 +31,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from kpreg.data.datamodule import KeypointDataModule
@@ -111,7 +110,7 @@ class MPIIDataModule(KeypointDataModule):
     flip_pairs = [tuple(p) for p in MPII_FLIP_PAIRS]
     skeleton = [tuple(e) for e in MPII_SKELETON]
     sigmas = list(MPII_SIGMAS)
-    default_primary_metric = "Mean"
+    metric_families = ("pckh", "pixel")
     scale_kind = "head"
     title = "MPII validation"
 
@@ -218,20 +217,23 @@ class MPIIDataModule(KeypointDataModule):
         return datasets
 
     # ---- evaluation --------------------------------------------------------------------------------
-    def write_predictions(
-        self, out_dir: Path, indices: torch.Tensor, coords: torch.Tensor, scores: torch.Tensor
+    @property
+    def image_root(self) -> Path | None:
+        return self.root / "images"
+
+    def write_dataset_predictions(
+        self, out_dir: Path, indices: np.ndarray, coords: np.ndarray, scores: np.ndarray
     ) -> list[Path]:
         """``out_dir/pred.mat``: ``preds`` N×16×2 in gt_valid.mat's row order, MATLAB 1-based (the
         community format; ``python evaluate.py score --dataset mpii --gt … --pred …`` scores it)."""
         n = len(self.datasets["test"]) if "test" in self.datasets else len(load_gt_mat(self.gt_path))
-        idx = indices.cpu().long()  # (N,)
-        if idx.shape != (n,) or not torch.equal(idx, torch.arange(n)):
-            missing = sorted(set(range(n)) - set(idx.tolist()))
+        if not np.array_equal(indices, np.arange(n)):
+            missing = sorted(set(range(n)) - set(indices.tolist()))
             raise ValueError(
                 f"pred.mat needs one prediction per validation person in order (0..{n - 1}); got "
-                f"{len(idx)} predictions (first missing index: {missing[0] if missing else 'none'}; "
+                f"{len(indices)} predictions (first missing index: {missing[0] if missing else 'none'}; "
                 "was the test loop limited, e.g. by --trainer.limit_test_batches?)"
             )
         path = Path(out_dir) / "pred.mat"
-        save_pred_mat(path, coords.double().cpu().numpy())  # (N, 16, 2) 0-based → written 1-based
+        save_pred_mat(path, coords)  # (N, 16, 2) 0-based → written 1-based
         return [path]

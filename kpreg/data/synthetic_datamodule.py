@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from kpreg.data.datamodule import KeypointDataModule
+from kpreg.data.datamodule import KeypointDataModule, PredictionSources
 from kpreg.data.sample import BOX_AREA_FACTOR, extent_box, make_sample
 from kpreg.data.synthetic import SyntheticFigure, render_figure
 from kpreg.formats.mpii import MPII_FLIP_PAIRS, MPII_JOINT_NAMES, MPII_SIGMAS, MPII_SKELETON
@@ -87,7 +84,7 @@ class SyntheticPoseDataModule(KeypointDataModule):
     flip_pairs = [tuple(p) for p in MPII_FLIP_PAIRS]
     skeleton = [tuple(e) for e in MPII_SKELETON]
     sigmas = list(MPII_SIGMAS)
-    default_primary_metric = "Mean"
+    metric_families = ("pckh", "pixel")
     scale_kind = "head"
     title = "Synthetic validation (MPII protocol)"
 
@@ -121,13 +118,10 @@ class SyntheticPoseDataModule(KeypointDataModule):
         val = split("val", self.num_val)
         return {"train": split("train", self.num_train), "val": val, "test": val}
 
-    def write_predictions(
-        self, out_dir: Path, indices: torch.Tensor, coords: torch.Tensor, scores: torch.Tensor
-    ) -> list[Path]:
-        path = Path(out_dir) / "predictions.json"
-        records = [
-            {"index": int(i), "keypoints": c.tolist(), "scores": s.tolist()}
-            for i, c, s in zip(indices, coords.double(), scores.double())
-        ]
-        path.write_text(json.dumps({"keypoint_names": self.keypoint_names, "predictions": records}))
-        return [path]
+    def prediction_sources(self) -> PredictionSources:
+        """Every sample is its own generated image: no file, no ground-truth id (``frame_index`` is the sample's)."""
+        if "test" not in self.datasets:
+            self.setup("test")
+        n = len(self.datasets["test"])  # type: ignore[arg-type]
+        frames = np.arange(n, dtype=np.int64)  # (S,)
+        return PredictionSources(frames, ("",) * n, frames, np.ones(n))

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from kpreg.formats.files import FormatError, read_json
+
 __all__ = [
     "COCO_KEYPOINT_NAMES",
     "COCO_SIGMAS",
@@ -33,6 +35,8 @@ __all__ = [
     "CROWDPOSE_KEYPOINT_NAMES",
     "CROWDPOSE_SIGMAS",
     "KeypointCategory",
+    "CocoImage",
+    "read_images",
     "AnnotationProblem",
     "PROBLEM_KINDS",
     "read_category",
@@ -208,8 +212,10 @@ def _as_dataset(coco: Any) -> dict[str, Any]:
     if hasattr(coco, "dataset"):
         return coco.dataset
     if isinstance(coco, (str, Path)):
-        with open(coco) as f:
-            return json.load(f)
+        data = read_json(coco, "COCO file")
+        if not isinstance(data, dict):
+            raise FormatError(f"{coco}: a COCO file holds a JSON object, got {type(data).__name__}")
+        return data
     raise TypeError(f"expected a COCO dict, a pycocotools COCO object or a path, got {type(coco).__name__}")
 
 
@@ -293,6 +299,52 @@ def read_category(
         flip_pairs=pairs,
         sigmas=sig,
     )
+
+
+# --------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CocoImage:
+    """One entry of a COCO file's ``images`` list: its id, its file (relative to the images folder), its size."""
+
+    id: int
+    file_name: str
+    width: float | None = None  # pixels; None where the file does not say
+    height: float | None = None
+
+
+def read_images(data: Any, path: str | Path, error: type[ValueError] = FormatError) -> dict[int, CocoImage]:
+    """The ``images`` list of a COCO file (``data``: its parsed JSON, read from ``path`` if None) by image id.
+
+    Every entry needs an integer ``id`` (COCO's ids are integers, and results files refer to them) and a
+    ``file_name``; ``width`` / ``height``, where given, must be positive numbers. An error names ``path`` and the
+    entry; ``error`` is the class raised (``FormatError`` unless the caller has its own).
+    """
+    data = read_json(path, "COCO file", error) if data is None else data
+    images = data.get("images") if isinstance(data, Mapping) else None
+    if not isinstance(images, list):
+        raise error(f"{path}: no 'images' list (not a COCO file?)")
+    out: dict[int, CocoImage] = {}
+    for n, img in enumerate(images):
+        if not isinstance(img, Mapping):
+            raise error(f"{path}: images[{n}] is not an object")
+        iid = img.get("id")
+        if not isinstance(iid, int) or isinstance(iid, bool):
+            raise error(f"{path}: images[{n}] has id {iid!r}; COCO image ids must be integers")
+        if not img.get("file_name"):
+            raise error(f"{path}: image id {iid} (images[{n}]) has no 'file_name'")
+        size = [img.get("width"), img.get("height")]
+        if any(v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf)
+               for v in size):
+            raise error(f"{path}: image id {iid} has width {size[0]!r}, height {size[1]!r}; sizes are positive "
+                        "numbers")
+        if iid in out:
+            raise error(f"{path}: image id {iid} is listed twice (images[{n}])")
+        out[iid] = CocoImage(iid, str(img["file_name"]), size[0], size[1])
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -415,10 +467,7 @@ def validate_coco_keypoints(
     Returns:
         all problems by kind (only allowed kinds can be non-empty).
     """
-    if data is None:
-        with open(path) as f:
-            data = json.load(f)
-    data = _as_dataset(data)
+    data = _as_dataset(path if data is None else data)
     if not isinstance(data.get("annotations"), list):
         raise ValueError(f"{path}: no 'annotations' list")
     if not any(c.get("keypoints") for c in data.get("categories", [])):
@@ -554,8 +603,7 @@ def load_results_json(path: str | Path, coco_gt: Any) -> Any:
     results set instead of pycocotools' IndexError.
     """
     coco_gt = load_coco(coco_gt)
-    with open(path) as f:
-        results = json.load(f)
+    results = read_json(path, "results file")
     return results_to_coco(results, coco_gt, source=path)
 
 

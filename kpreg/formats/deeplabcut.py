@@ -51,8 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
-# Will move to kpreg.formats.coco with the refactor; imported, not re-implemented.
 from kpreg.formats.coco import infer_flip_pairs
+from kpreg.formats.files import read_yaml
 
 __all__ = [
     "DLC_TO_KPREG_SHIFT",
@@ -61,6 +61,8 @@ __all__ = [
     "read_collected_data",
     "find_label_files",
     "read_project",
+    "DLCProjectConfig",
+    "read_project_config",
     "read_image_sizes",
     "check_inside_images",
     "write_collected_data",
@@ -437,6 +439,36 @@ def read_project(project_dir: str | Path, scorer: str | None = None) -> DLCLabel
         lines=tuple(n for part in parts for n in part.lines),
         skipped_empty_rows=sum(p.skipped_empty_rows for p in parts),
     )
+
+
+@dataclass(frozen=True)
+class DLCProjectConfig:
+    """What kpreg reads from a DeepLabCut project's ``config.yaml``: the task name and the skeleton."""
+
+    path: Path | None  # the file read; None when the project has none
+    task: str | None = None  # ``Task``
+    skeleton: tuple[tuple[str | int, str | int], ...] = ()  # ``skeleton``: pairs of bodypart names, as written
+
+
+def read_project_config(project_dir: str | Path) -> DLCProjectConfig:
+    """The project's ``config.yaml`` (``Task``, ``skeleton``); an empty config when the project has none (a
+    Lightning Pose project, or labels copied without it). Every other key is DeepLabCut's and ignored."""
+    path = Path(project_dir) / "config.yaml"
+    if not path.is_file():
+        return DLCProjectConfig(None)
+    config = read_yaml(path, "DeepLabCut config", DLCFormatError)
+    if config is None:
+        return DLCProjectConfig(path)
+    if not isinstance(config, Mapping):
+        raise DLCFormatError(f"{path}: a DeepLabCut config holds a mapping of keys, got {type(config).__name__}")
+    task = config.get("Task")
+    edges = config.get("skeleton") or []
+    if not isinstance(edges, list) or not all(isinstance(e, (list, tuple)) for e in edges):
+        raise DLCFormatError(f"{path}: 'skeleton' must be a list of [bodypart, bodypart] pairs, got {edges!r}")
+    for n, edge in enumerate(edges):
+        if len(edge) != 2 or not all(isinstance(end, (str, int)) and not isinstance(end, bool) for end in edge):
+            raise DLCFormatError(f"{path}: skeleton edge {n} is {list(edge)}, expected two bodypart names")
+    return DLCProjectConfig(path, None if task in (None, "") else str(task), tuple((e[0], e[1]) for e in edges))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ from typing import Any, Literal
 # The sample's scale (``meta.norm_length``): PCKh's head size, or the larger side of the instance's box.
 ScaleKind = Literal["head", "box"]
 
+# The metrics a dataset can be scored with (``kpreg.metrics`` owns their keys): PCKh (head-normalised datasets), OKS AP
+# (datasets with a COCO ground truth), pixel error and PCK (every dataset).
+MetricFamily = Literal["pckh", "oks", "pixel"]
+METRIC_FAMILIES: tuple[str, ...] = ("pckh", "oks", "pixel")
+
 # An error of at most this many "scales" counts as correct (uncertainty figures, calibration): PCKh@0.5 of the head
 # size on head-normalised data, PCK@0.1 of the box size otherwise (mmpose's PCKAccuracy default is 0.05–0.2; a head
 # is about a fifth of a body, so the two are of the same strictness on people).
@@ -55,7 +60,9 @@ class EvaluationSpec:
     scale: what ``meta.norm_length`` is — ``head`` (PCKh's head size: the dataset is scored with PCKh) or ``box``
         (the larger side of the instance box).
     correct_threshold: an error of at most ``correct_threshold × norm_length`` counts as correct.
-    primary: the metric key that selects the best checkpoint.
+    primary: the metric key that selects the best checkpoint (None: the primary key of the first family).
+    families: the metrics it is scored with, in table order (None: PCKh where the scale is a head size, OKS AP where
+        there is a COCO ground truth, then pixel error / PCK).
     title: the title of the printed metric table.
     pckh_groups / pckh_mean_joints: PCKh's table columns and the joints of its ``Mean`` (None: MPII's for MPII's
         joints, else no groups and every joint).
@@ -65,16 +72,28 @@ class EvaluationSpec:
 
     layout: KeypointLayout
     scale: ScaleKind
-    primary: str
+    primary: str | None = None
     title: str = ""
     correct_threshold: float | None = None
     pckh_groups: Mapping[str, Sequence[int]] | None = None
     pckh_mean_joints: Sequence[int] | None = None
     coco_gt: Any = None
     oks: dict[str, Any] = field(default_factory=dict)
+    families: tuple[MetricFamily, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.scale not in DEFAULT_CORRECT_THRESHOLD:
             raise ValueError(f"scale must be 'head' or 'box', got {self.scale!r}")
         if self.correct_threshold is None:
             self.correct_threshold = DEFAULT_CORRECT_THRESHOLD[self.scale]
+        if self.families is None:
+            self.families = (*(("pckh",) if self.scale == "head" else ()),
+                             *(("oks",) if self.coco_gt is not None else ()), "pixel")
+        self.families = tuple(self.families)
+        unknown = [f for f in self.families if f not in METRIC_FAMILIES]
+        if unknown or not self.families or len(set(self.families)) != len(self.families):
+            raise ValueError(f"metric families must be distinct names of {METRIC_FAMILIES}, got {self.families}")
+        if "pckh" in self.families and self.scale != "head":
+            raise ValueError("PCKh needs the head size as the sample's scale (scale 'head')")
+        if "oks" in self.families and self.coco_gt is None:
+            raise ValueError("OKS AP needs a COCO ground truth (coco_gt)")

@@ -20,13 +20,15 @@ exists for files that are already 0-based (e.g. written by a 0-based tool withou
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 import scipy.io
+
+from kpreg.formats.files import read_json
+from kpreg.formats.predictions import read_predictions
 
 NUM_JOINTS = 16
 
@@ -193,13 +195,18 @@ def _to_n16x2(arr: np.ndarray, path: Path, num_joints: int) -> np.ndarray:
 
 
 def load_predictions(path: _PathLike, one_based: bool = True, num_joints: int = NUM_JOINTS) -> np.ndarray:
-    """Load ``preds`` from a ``.mat`` or ``.h5`` file as a 0-based (N, K, 2) float64 array.
+    """Load ``preds`` from a ``.mat`` or ``.h5`` file, or kpreg's ``predictions.json``, as a 0-based (N, K, 2)
+    float64 array in validation order.
 
     ``one_based=True`` (default) is right for ``pred.mat`` and every published MPII prediction
     file we know of; pass ``one_based=False`` only for files known to hold 0-based coordinates.
+    A ``predictions.json`` (``kpreg.formats.predictions``) is 0-based by its schema whatever ``one_based`` says;
+    its ``index`` must number the validation persons 0 … N-1, once each.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _json_predictions(path, num_joints)
     if suffix == ".mat":
         arr = _read_mat(path, ("preds",))["preds"]
     elif suffix in (".h5", ".hdf5"):
@@ -208,11 +215,23 @@ def load_predictions(path: _PathLike, one_based: bool = True, num_joints: int = 
                 raise ValueError(f"{path}: no dataset 'preds' (has {sorted(f.keys())})")
             arr = np.asarray(f["preds"])  # written C-order by Torch/numpy: shape as stored
     else:
-        raise ValueError(f"{path}: unsupported prediction file type {suffix!r} (use .mat or .h5)")
+        raise ValueError(f"{path}: unsupported prediction file type {suffix!r} (use .mat, .h5 or kpreg's .json)")
     if not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"{path}: 'preds' must be numeric, got dtype {arr.dtype}")
     preds = _to_n16x2(arr, path, num_joints).astype(np.float64)  # (N, K, 2) file convention
     return preds - 1.0 if one_based else preds  # (N, K, 2) 0-based
+
+
+def _json_predictions(path: Path, num_joints: int) -> np.ndarray:
+    """(N, K, 2) 0-based keypoints of a ``predictions.json``, ordered by ``index``."""
+    predictions = read_predictions(path)
+    if len(predictions) and predictions.num_keypoints != num_joints:
+        raise ValueError(f"{path}: {predictions.num_keypoints} keypoints per instance, MPII has {num_joints}")
+    order = np.argsort(predictions.index, kind="stable")  # (N,)
+    if not np.array_equal(predictions.index[order], np.arange(len(predictions))):
+        raise ValueError(f"{path}: its 'index' values must be 0 … {len(predictions) - 1}, once each (one prediction per "
+                         "validation person, as evaluate.py writes them)")
+    return predictions.keypoints[order]  # (N, K, 2) 0-based
 
 
 def save_pred_mat(path: _PathLike, preds: np.ndarray) -> None:
@@ -234,8 +253,7 @@ def load_annotation_json(path: _PathLike, require_joints: bool = True) -> list[M
     Raises ValueError naming the file and entry index for malformed entries.
     """
     path = Path(path)
-    with open(path) as f:
-        data = json.load(f)
+    data = read_json(path, "MPII annotation file")
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of person entries, got {type(data).__name__}")
     out: list[MPIIAnnotation] = []

@@ -1,32 +1,31 @@
 """DSNT (Nibali et al., "Numerical Coordinate Regression with Convolutional Neural Networks", 2018).
 
-A flat softmax makes each joint's map a distribution; DSNT reads the coordinate as its expectation in
-normalised units (cell ``j`` of ``w`` at ``(2j + 1) / w - 1``, as dsntnn and ``kpreg.coords``). The loss
-is the Euclidean distance to the ground truth plus ``reg_weight`` (the paper's λ) times a regulariser
-on the map's shape: ``variance`` pulls Var[x], Var[y] towards σ², ``js`` pulls the map towards a
-normalised Gaussian of σ centred on the ground truth (the paper's best). σ (``reg_sigma``) is in heatmap
-cells, as in dsntnn (the paper used σ = 1 cell); the regulariser then asks for the same blob, measured in
-cells, at every stride. ``loss: oks`` replaces the Euclidean distance by the OKS loss on the same expectation,
-in input pixels (``kpreg.oks_loss``); the regulariser is kept.
+Soft-argmax (``kpreg.heads.softargmax``, temperature 1) with the paper's loss and a regulariser. A flat softmax
+makes each joint's map a distribution and the coordinate is its expectation in normalised units (cell ``j`` of
+``w`` at ``(2j + 1) / w - 1``, as dsntnn and ``kpreg.coords``). The loss is the Euclidean distance to the ground
+truth plus ``reg_weight`` (the paper's λ) times a regulariser on the map's shape: ``variance`` pulls Var[x],
+Var[y] towards σ², ``js`` pulls the map towards a normalised Gaussian of σ centred on the ground truth (the
+paper's best). σ (``reg_sigma``) is in heatmap cells, as in dsntnn (the paper used σ = 1 cell); the regulariser
+then asks for the same blob, measured in cells, at every stride. ``loss: oks`` replaces the Euclidean distance
+by the OKS loss on the same expectation, in input pixels (``kpreg.heads.oks_option``); the regulariser is kept.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
-from kpreg.coords import normalized_to_pixels, pixels_to_cells, pixels_to_normalized
-from kpreg.heads.base import HeadSpec
-from kpreg.heads.neck import NeckKind, SpatialHead, map_spread
-from kpreg.losses import CoordLoss, coord_loss_per_joint, js_regulariser, variance_regulariser
-from kpreg.oks_loss import OKS, check_oks_sigmas, oks_loss
-from kpreg.ops import bilinear_splat, dsnt, softmax_2d
+from kpreg.coords import pixels_to_cells
+from kpreg.heads.neck import NeckKind
+from kpreg.heads.softargmax import SoftArgmaxHead
+from kpreg.losses import CoordLoss, js_regulariser, variance_regulariser
+from kpreg.oks_loss import OKS
 
 Regulariser = Literal["none", "variance", "js"]
 
 
-class DSNTHead(SpatialHead):
+class DSNTHead(SoftArgmaxHead):
     """Args:
     output_stride, neck, neck_channels: see ``SpatialHead``.
     regulariser: ``none``, ``variance`` or ``js`` (Jensen–Shannon divergence to a Gaussian).
@@ -50,55 +49,21 @@ class DSNTHead(SpatialHead):
         reg_weight: float = 1.0,
         loss: CoordLoss | Literal["oks"] = "euclidean",
     ) -> None:
-        super().__init__(output_stride, neck, neck_channels)
-        if regulariser not in ("none", "variance", "js"):
+        super().__init__(output_stride, neck, neck_channels, temperature=1.0, loss=loss)
+        if regulariser not in get_args(Regulariser):
             raise ValueError(f"unknown regulariser '{regulariser}' (choose none, variance or js)")
-        if loss != OKS:
-            coord_loss_per_joint(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), loss)  # fail early on a bad name
         self.regulariser = regulariser
         self.reg_sigma = reg_sigma
         self.reg_weight = reg_weight
-        self.coord_loss = loss
 
-    def _build(self, spec: HeadSpec) -> None:
-        if self.coord_loss == OKS:
-            check_oks_sigmas(spec.sigmas, spec.num_keypoints, "DSNTHead: loss 'oks'")
-        super()._build(spec)
+    @property
+    def coord_term(self) -> str:
+        return self.coord_loss  # named after the loss, as in the paper ("euclidean")
 
-    def loss(
-        self,
-        raw: torch.Tensor,
-        keypoints: torch.Tensor,
-        visibility: torch.Tensor,
-        scale: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        probs = softmax_2d(raw)  # (B, K, h, w) float32
-        pred = dsnt(probs)  # (B, K, 2) normalised
-        if self.coord_loss == OKS:
-            pred_px = normalized_to_pixels(pred, self.spec.input_size)  # (B, K, 2) input pixels
-            terms = {"oks": oks_loss(pred_px, keypoints, scale, self.spec.sigmas)}  # (B, K)
-        else:
-            target = pixels_to_normalized(keypoints.float(), self.spec.input_size)  # (B, K, 2) normalised
-            terms = {self.coord_loss: coord_loss_per_joint(pred, target, self.coord_loss)}  # (B, K)
+    def shape_terms(self, probs: torch.Tensor, keypoints: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.regulariser == "variance":
-            terms["regulariser"] = self.reg_weight * variance_regulariser(probs, self.reg_sigma)  # (B, K)
-        elif self.regulariser == "js":
+            return {"regulariser": self.reg_weight * variance_regulariser(probs, self.reg_sigma)}  # (B, K)
+        if self.regulariser == "js":
             centers = pixels_to_cells(keypoints.float(), self.output_stride)  # (B, K, 2) x,y cells
-            terms["regulariser"] = self.reg_weight * js_regulariser(probs, centers, self.reg_sigma)  # (B, K)
-        return terms
-
-    def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probs = softmax_2d(raw)  # (B, K, h, w)
-        coords = normalized_to_pixels(dsnt(probs), self.spec.input_size)  # (B, K, 2) input pixels
-        return coords, probs.flatten(-2).amax(-1)  # peak probability as the confidence
-
-    def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
-        # log of the bilinear distribution: exact expectation inside the hull of the cell centres.
-        cells = pixels_to_cells(keypoints.float(), self.output_stride)  # (B, K, 2) x,y cells
-        return bilinear_splat(cells, self.grid_size).clamp(min=1e-30).log()  # (B, K, h, w) logits
-
-    def spread(self, raw: torch.Tensor) -> torch.Tensor:
-        return map_spread(softmax_2d(raw), self.output_stride)  # (B, K) input pixels²
-
-    def heatmaps(self, raw: torch.Tensor) -> torch.Tensor:
-        return softmax_2d(raw)
+            return {"regulariser": self.reg_weight * js_regulariser(probs, centers, self.reg_sigma)}  # (B, K)
+        return {}

@@ -7,8 +7,8 @@ joint, where ``u`` ∈ [-1, 1]
 (updated like BatchNorm's, frozen in eval mode, saved with the model). Standardising lets one weight
 decay, learning rate and loss threshold fit every joint, whatever its typical position and spread.
 
-``loss: oks`` trains on the OKS loss instead (``kpreg.oks_loss``: ``1 − exp(−d² / (2 s² k²))`` per keypoint, in
-input pixels, with the dataset's OKS sigmas and each sample's scale): the standardised output is mapped back to
+``loss: oks`` trains on the OKS loss instead (``kpreg.heads.oks_option``: ``1 − exp(−d² / (2 s² k²))`` per
+keypoint, in input pixels, with the dataset's OKS sigmas and each sample's scale): the standardised output is mapped back to
 pixels (affine, so the gradient flows through it) and compared there.
 """
 
@@ -21,13 +21,14 @@ from torch import nn
 
 from kpreg.coords import normalized_to_pixels, pixels_to_normalized
 from kpreg.heads.base import Head, HeadSpec
+from kpreg.heads.oks_option import OKSLossOption
 from kpreg.losses import coord_loss_per_joint
-from kpreg.oks_loss import OKS, check_oks_sigmas, oks_loss
+from kpreg.oks_loss import OKS
 
 FCLoss = Literal["l1", "l2", "smooth_l1", "oks"]
 
 
-class FCHead(Head):
+class FCHead(OKSLossOption, Head):
     """Args:
     hidden: width of the hidden layer, Linear → BatchNorm → ReLU (0 = a single linear layer). With a hidden
         layer, training batches need at least 2 samples (per device).
@@ -44,17 +45,13 @@ class FCHead(Head):
         self, hidden: int = 256, loss: FCLoss = "l1", momentum: float = 0.01, init_std: float = 0.5
     ) -> None:
         super().__init__()
-        if loss not in ("l1", "l2", "smooth_l1", OKS):
-            raise ValueError(f"unknown loss '{loss}' (choose l1, l2, smooth_l1 or oks)")
         self.hidden = hidden
-        self.coord_loss = loss
+        self.coord_loss = self.choose_loss(loss, ("l1", "l2", "smooth_l1"))
         self.momentum = momentum
         self.init_std = init_std
 
     def _build(self, spec: HeadSpec) -> None:
         k, c = spec.num_keypoints, spec.in_channels
-        if self.coord_loss == OKS:
-            check_oks_sigmas(spec.sigmas, k, "FCHead: loss 'oks'")
         layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         if self.hidden > 0:
             # BatchNorm before the ReLU is what keeps the hidden units alive. Pooled backbone features are
@@ -116,8 +113,8 @@ class FCHead(Head):
     ) -> dict[str, torch.Tensor]:
         if self.training:
             self._update_stats(keypoints, visibility)
-        if self.coord_loss == OKS:
-            return {"oks": oks_loss(self.destandardise(raw), keypoints, scale, self.spec.sigmas)}  # (B, K)
+        if self.uses_oks_loss:
+            return self.oks_term(self.destandardise(raw), keypoints, scale)  # (B, K)
         return {"coord": coord_loss_per_joint(raw.float(), self.standardise(keypoints), self.coord_loss)}  # (B, K)
 
     def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:

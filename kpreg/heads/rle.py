@@ -22,8 +22,8 @@ Decode: ``μ`` (the mode and, for a symmetric density, the mean). Confidence: RL
 ``1 − (σ_x + σ_y) / 2`` ∈ (0, 1). Spread: ``(σ_x W/2)² + (σ_y H/2)²`` input px²; the residual density has one
 shape for all predictions, so this is the variance up to one shared factor, and ranks the same way.
 
-``mean_loss: oks`` trains μ on the OKS loss instead (``kpreg.oks_loss``, in input pixels, with the dataset's OKS
-sigmas and the batch's scale) and the likelihood on a *detached* μ: the likelihood then learns only σ and the flow,
+``mean_loss: oks`` trains μ on the OKS loss instead (``kpreg.heads.oks_option``, in input pixels, with the
+dataset's OKS sigmas and the batch's scale) and the likelihood on a *detached* μ: the likelihood then learns only σ and the flow,
 i.e. the density of the residuals that the OKS-trained mean leaves, and the mean is trained by the OKS loss alone
 (not by a weighted sum of the two, whose weight would be one more thing to tune and whose gradient on μ would be
 half likelihood, half OKS).
@@ -42,8 +42,9 @@ from torch import nn
 
 from kpreg.coords import normalized_to_pixels, pixels_to_normalized
 from kpreg.heads.base import Head, HeadSpec
+from kpreg.heads.oks_option import OKSLossOption
 from kpreg.heads.pooled import check_training_batch, keypoint_statistics, pooled_mlp
-from kpreg.oks_loss import OKS, check_oks_sigmas, oks_loss
+from kpreg.oks_loss import OKS
 from kpreg.ops import at_least_float32
 
 Prior = Literal["laplace", "gaussian", "none"]
@@ -77,7 +78,7 @@ def prior_nll(xbar: torch.Tensor, prior: Prior, scale: float) -> torch.Tensor:
     raise ValueError(f"unknown prior '{prior}' (choose laplace, gaussian or none)")
 
 
-class RLEHead(Head):
+class RLEHead(OKSLossOption, Head):
     """Args:
     hidden: width of the hidden layer (Linear → BatchNorm → ReLU; 0 = a single linear layer).
     prior: ``laplace`` (RLE's residual variant), ``gaussian``, or ``none`` (the flow alone).
@@ -99,6 +100,7 @@ class RLEHead(Head):
         "RLE (OKS-trained mean)": {"mean_loss": OKS},
     }
     needs_fit = True  # the standardisation of μ comes from the training keypoints
+    oks_argument = "mean_loss"
 
     def __init__(
         self,
@@ -111,8 +113,6 @@ class RLEHead(Head):
         mean_loss: MeanLoss = "nll",
     ) -> None:
         super().__init__()
-        if mean_loss not in ("nll", OKS):
-            raise ValueError(f"unknown mean_loss '{mean_loss}' (choose nll or oks)")
         if prior not in ("laplace", "gaussian", "none"):
             raise ValueError(f"unknown prior '{prior}' (choose laplace, gaussian or none)")
         if prior_scale <= 0 or init_std <= 0:
@@ -125,12 +125,10 @@ class RLEHead(Head):
         self.flow_couplings = flow_couplings
         self.flow_hidden = flow_hidden
         self.init_std = init_std
-        self.mean_loss: MeanLoss = mean_loss
+        self.mean_loss = self.choose_loss(mean_loss, ("nll",))
 
     def _build(self, spec: HeadSpec) -> None:
         k = spec.num_keypoints
-        if self.mean_loss == OKS:
-            check_oks_sigmas(spec.sigmas, k, "RLEHead: mean_loss 'oks'")
         self.mlp = pooled_mlp(spec.in_channels, self.hidden, 4 * k)  # μ at the mean pose, σ = sigmoid(0) = ½
         self.flow = residual_flow(self.flow_couplings, self.flow_hidden)
         self.register_buffer("target_mean", torch.zeros(k, 2))  # (K, 2) normalised
@@ -176,9 +174,8 @@ class RLEHead(Head):
         mu = self.mean_normalised(raw)  # (B, K, 2) normalised
         sigma = self.sigma(raw)  # (B, K, 2) normalised
         terms: dict[str, torch.Tensor] = {}
-        if self.mean_loss == OKS:
-            mu_px = normalized_to_pixels(mu, self.spec.input_size)  # (B, K, 2) input pixels
-            terms["oks"] = oks_loss(mu_px, keypoints, scale, self.spec.sigmas)  # (B, K)
+        if self.uses_oks_loss:
+            terms |= self.oks_term(normalized_to_pixels(mu, self.spec.input_size), keypoints, scale)  # (B, K)
             mu = mu.detach()  # the likelihood trains σ and the flow only
         u = pixels_to_normalized(keypoints.to(mu.dtype), self.spec.input_size)  # (B, K, 2) normalised
         # An invisible keypoint may hold any value; feeding the flow a residual of 0 there keeps its terms

@@ -1,26 +1,28 @@
-"""Soft-argmax / integral regression (Sun et al., "Integral Human Pose Regression", ECCV 2018).
+"""Soft-argmax / integral regression (Sun et al., "Integral Human Pose Regression", ECCV 2018), and the base of
+DSNT (``kpreg.heads.dsnt``: this head with a regulariser on the map's shape).
 
 Each joint's map is turned into a distribution by a softmax over all its cells (``temperature`` divides
-the logits), and the coordinate is the expectation of the cell grid. The loss is L1 on the coordinates,
-so the map itself is never supervised: any distribution with the right mean is a perfect output. ``loss: oks``
-replaces the L1 by the OKS loss on the same expectation, in input pixels (``kpreg.oks_loss``).
+the logits), and the coordinate is the expectation of the cell centres, in normalised units (cell ``j`` of ``w``
+at ``(2j + 1) / w − 1``, ``kpreg.coords``; ``kpreg.ops.dsnt``). The loss is L1 on the coordinates, so the map
+itself is never supervised: any distribution with the right mean is a perfect output. ``loss: oks`` replaces the
+L1 by the OKS loss on the same expectation, in input pixels (``kpreg.heads.oks_option``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
-from kpreg.coords import cells_to_pixels, pixels_to_cells, pixels_to_normalized
-from kpreg.heads.base import HeadSpec
+from kpreg.coords import normalized_to_pixels, pixels_to_cells, pixels_to_normalized
 from kpreg.heads.neck import NeckKind, SpatialHead, map_spread
+from kpreg.heads.oks_option import OKSLossOption
 from kpreg.losses import CoordLoss, coord_loss_per_joint
-from kpreg.oks_loss import OKS, check_oks_sigmas, oks_loss
-from kpreg.ops import bilinear_splat, soft_argmax, softmax_2d
+from kpreg.oks_loss import OKS
+from kpreg.ops import bilinear_splat, dsnt, softmax_2d
 
 
-class SoftArgmaxHead(SpatialHead):
+class SoftArgmaxHead(OKSLossOption, SpatialHead):
     """Args:
     output_stride, neck, neck_channels: see ``SpatialHead``.
     temperature: softmax temperature (probabilities ∝ exp(logit / temperature)).
@@ -44,19 +46,21 @@ class SoftArgmaxHead(SpatialHead):
         super().__init__(output_stride, neck, neck_channels)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        if loss != OKS:
-            coord_loss_per_joint(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), loss)  # fail early on a bad name
         self.temperature = temperature
-        self.coord_loss = loss
+        self.coord_loss = self.choose_loss(loss, get_args(CoordLoss))
 
-    def _build(self, spec: HeadSpec) -> None:
-        if self.coord_loss == OKS:
-            check_oks_sigmas(spec.sigmas, spec.num_keypoints, "SoftArgmaxHead: loss 'oks'")
-        super()._build(spec)
+    @property
+    def coord_term(self) -> str:
+        """The name of the coordinate loss term."""
+        return "coord"
 
-    def _coords(self, raw: torch.Tensor) -> torch.Tensor:
-        cells = soft_argmax(raw.float(), self.temperature)  # (B, K, 2) x,y cells
-        return cells_to_pixels(cells, self.output_stride)  # (B, K, 2) input pixels
+    def probabilities(self, raw: torch.Tensor) -> torch.Tensor:
+        """(B, K, h, w) logits → (B, K, h, w) float32 (or float64) distributions."""
+        return softmax_2d(raw, self.temperature)
+
+    def shape_terms(self, probs: torch.Tensor, keypoints: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms on the maps' shape, each (B, K): none here (DSNT adds its regulariser)."""
+        return {}
 
     def loss(
         self,
@@ -65,16 +69,20 @@ class SoftArgmaxHead(SpatialHead):
         visibility: torch.Tensor,
         scale: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        if self.coord_loss == OKS:
-            return {"oks": oks_loss(self._coords(raw), keypoints, scale, self.spec.sigmas)}  # (B, K)
         size = self.spec.input_size
-        pred = pixels_to_normalized(self._coords(raw), size)  # (B, K, 2) normalised
-        target = pixels_to_normalized(keypoints.float(), size)  # (B, K, 2) normalised
-        return {"coord": coord_loss_per_joint(pred, target, self.coord_loss)}  # (B, K)
+        probs = self.probabilities(raw)  # (B, K, h, w)
+        pred = dsnt(probs)  # (B, K, 2) normalised
+        if self.uses_oks_loss:
+            terms = self.oks_term(normalized_to_pixels(pred, size), keypoints, scale)  # (B, K)
+        else:
+            target = pixels_to_normalized(keypoints.float(), size)  # (B, K, 2) normalised
+            terms = {self.coord_term: coord_loss_per_joint(pred, target, self.coord_loss)}  # (B, K)
+        return terms | self.shape_terms(probs, keypoints)
 
     def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probs = softmax_2d(raw, self.temperature)  # (B, K, h, w)
-        return self._coords(raw), probs.flatten(-2).amax(-1)  # peak probability as the confidence
+        probs = self.probabilities(raw)  # (B, K, h, w)
+        coords = normalized_to_pixels(dsnt(probs), self.spec.input_size)  # (B, K, 2) input pixels
+        return coords, probs.flatten(-2).amax(-1)  # peak probability as the confidence
 
     def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
         # Logits = T·log p of the bilinear distribution, whose expectation is exactly the keypoint (inside
@@ -84,7 +92,7 @@ class SoftArgmaxHead(SpatialHead):
         return self.temperature * probs.clamp(min=1e-30).log()
 
     def spread(self, raw: torch.Tensor) -> torch.Tensor:
-        return map_spread(softmax_2d(raw, self.temperature), self.output_stride)  # (B, K) input pixels²
+        return map_spread(self.probabilities(raw), self.output_stride)  # (B, K) input pixels²
 
     def heatmaps(self, raw: torch.Tensor) -> torch.Tensor:
-        return softmax_2d(raw, self.temperature)
+        return self.probabilities(raw)

@@ -1,13 +1,11 @@
-"""An exportable model (backbone + head + decode) and its ONNX / TorchScript export, with a parity check.
+"""ONNX / TorchScript export of a ``KeypointNetwork``, with a parity check.
 
-``InferenceModel`` maps a normalised crop batch (B, 3, H, W) — ImageNet mean / std, as
-``kpreg.data.sample.image_to_tensor`` — to ``coords`` (B, K, 2) x,y input pixels and ``confidence`` (B, K):
-the head's own ``decode`` is inside the graph, so a runtime needs nothing of kpreg but the crop geometry
-(``kpreg.inference.crops``). With ``flip_pairs`` the flip test is inside the graph too: the batch and its
-mirror image go through the network as one batch of 2B, and ``Head.flip_merge`` merges them. With a
-``confidence_map`` (``kpreg.metrics.calibration.ConfidenceMap``, the calibration a checkpoint carries) the graph
-ends with it: ``confidence`` is then P(correct) (the map's ``uses_spread``: the head's spread of the unflipped pass
-is computed in the graph too); without one it is the head's raw score, and the metadata says which.
+The exported graph is the network kpreg runs everywhere (``kpreg.network.KeypointNetwork``) traced: a normalised
+crop batch (B, 3, H, W) — ImageNet mean / std, as ``kpreg.data.sample.image_to_tensor`` — in, ``coords`` (B, K, 2)
+x,y input pixels and ``confidence`` (B, K) out. The head's decoding is inside the graph, so a runtime needs nothing
+of kpreg but the crop geometry (``kpreg.inference.crops``); so are the flip test (one batch of 2B: the crops and
+their mirrors) when the network has it on, and the calibration map when it has one (``confidence`` is then
+P(correct); without one it is the head's raw score, and the metadata says which).
 
 Exporters, and why:
 
@@ -43,11 +41,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from kpreg.data.sample import IMAGENET_MEAN, IMAGENET_STD
-from kpreg.heads.base import Head
-from kpreg.metrics.calibration import ConfidenceMap
+from kpreg.network import KeypointNetwork
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("coords", "confidence")
@@ -59,53 +55,7 @@ class ExportError(ValueError):
     """An export or parity check that cannot run as asked (missing optional package, missing file)."""
 
 
-class InferenceModel(nn.Module):
-    """backbone → head → decode, optionally with the flip test; see the module docstring.
-
-    Args:
-        backbone: (B, 3, H, W) normalised images → (B, C, h, w) features (``kpreg.backbone.Backbone``).
-        head: a built head (``head.build(spec)`` done), whose ``spec.input_size`` is (H, W).
-        flip_pairs: left/right keypoint index pairs; given (even empty), the flip test runs in the graph.
-        confidence_map: the calibration (raw confidence → P(correct)); None: the raw score.
-        confidence_meaning: what the confidence is, in words, for the metadata (default: from the map).
-    """
-
-    def __init__(self, backbone: nn.Module, head: Head, flip_pairs: Sequence[Sequence[int]] | None = None,
-                 confidence_map: ConfidenceMap | None = None, confidence_meaning: str | None = None) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-        self.flip_pairs = None if flip_pairs is None else [(int(a), int(b)) for a, b in flip_pairs]
-        self.confidence_map = confidence_map
-        if confidence_meaning is None:
-            confidence_meaning = ("P(correct): calibrated (" + confidence_map.extra_repr() + ")"
-                                  if confidence_map is not None else "the head's raw score (not calibrated)")
-        self.confidence_meaning = confidence_meaning
-        self.eval()
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return tuple(self.head.spec.input_size)  # type: ignore[return-value]
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) normalised crops → coords (B, K, 2) x,y input pixels, confidence (B, K)."""
-        if self.flip_pairs is None:
-            raw = self.head(self.backbone(images))
-            coords, confidence = self.head.decode(raw)
-        else:
-            b = images.shape[0]
-            both = torch.cat((images, images.flip(-1)), dim=0)  # (2B, 3, H, W): the crops, then their mirrors
-            raw_both = self.head(self.backbone(both))  # one pass: eval-mode BatchNorm keeps samples independent
-            raw = raw_both[:b]
-            coords, confidence = self.head.flip_merge(raw, raw_both[b:], self.flip_pairs)
-        if self.confidence_map is None:
-            return coords, confidence
-        # As in evaluation: the spread is the unflipped pass's (flip_merge averages coordinates, not distributions).
-        spread = self.head.spread(raw) if self.confidence_map.uses_spread else None
-        return coords, self.confidence_map(confidence, spread)
-
-
-def default_metadata(model: InferenceModel) -> dict[str, str]:
+def default_metadata(model: KeypointNetwork) -> dict[str, str]:
     """What a runtime needs to feed the file: input layout and size, normalisation, outputs."""
     h, w = model.input_size
     return {
@@ -114,8 +64,8 @@ def default_metadata(model: InferenceModel) -> dict[str, str]:
         "kpreg.std": json.dumps([round(float(v), 6) for v in IMAGENET_STD]),
         "kpreg.outputs": "coords: (batch, K, 2) x,y input pixels (0-based pixel centres); confidence: (batch, K)",
         "kpreg.head": type(model.head).__name__,
-        "kpreg.flip_test": json.dumps(model.flip_pairs),
-        "kpreg.confidence": model.confidence_meaning,
+        "kpreg.flip_test": json.dumps(model.flip_pairs if model.flip_test else None),
+        "kpreg.confidence": model.describe_confidence(),
     }
 
 
@@ -128,11 +78,15 @@ def _quiet_torchscript_deprecation() -> Iterator[None]:
         yield
 
 
-def _portable(model: InferenceModel) -> InferenceModel:
-    return copy.deepcopy(model).cpu().eval()
+def _portable(model: KeypointNetwork) -> KeypointNetwork:
+    """A CPU copy in eval mode with contiguous (NCHW) weights and no layout conversion in the graph: the memory
+    layout is a speed setting of the runtime, not part of the model."""
+    portable = copy.deepcopy(model).cpu().eval()
+    portable.channels_last = False
+    return portable.to(memory_format=torch.contiguous_format)
 
 
-def _example(model: InferenceModel, batch: int, input_size: Sequence[int] | None) -> torch.Tensor:
+def _example(model: KeypointNetwork, batch: int, input_size: Sequence[int] | None) -> torch.Tensor:
     h, w = input_size if input_size is not None else model.input_size
     if (int(h), int(w)) != model.input_size:
         raise ExportError(f"input_size {h}x{w} differs from the head's input size "
@@ -141,7 +95,7 @@ def _example(model: InferenceModel, batch: int, input_size: Sequence[int] | None
 
 
 def export_onnx(
-    model: InferenceModel,
+    model: KeypointNetwork,
     path: str | Path,
     input_size: Sequence[int] | None = None,
     opset: int = DEFAULT_OPSET,
@@ -178,7 +132,7 @@ def export_onnx(
 
 
 def export_torchscript(
-    model: InferenceModel,
+    model: KeypointNetwork,
     path: str | Path,
     input_size: Sequence[int] | None = None,
     metadata: Mapping[str, str] | None = None,
@@ -209,7 +163,7 @@ class Parity:
 
 
 def parity(
-    model: InferenceModel,
+    model: KeypointNetwork,
     images: torch.Tensor,
     onnx_path: str | Path | None = None,
     torchscript_path: str | Path | None = None,

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from kpreg.classpath import short_name
 from kpreg.data.sample import IMAGENET_MEAN, IMAGENET_STD
 
 METADATA_FORMAT = 1
@@ -62,8 +63,8 @@ class ModelInfo:
             raise ModelInfoError(f"{source}: the checkpoint's model record lacks {missing}")
         k = int(record["num_keypoints"])
         names = record.get("keypoint_names") or [f"keypoint_{i}" for i in range(k)]
-        model_config = (record.get("config") or {}).get("model") or {}
-        head = str(record["head"].get("class_path", "")).rsplit(".", 1)[-1]
+        settings = record.get("network") or {}
+        head = short_name(record["head"].get("class_path"))
         return cls(
             keypoint_names=_names(names, k, source),
             skeleton=_pairs(record.get("skeleton") or [], k, source, "skeleton"),
@@ -73,7 +74,7 @@ class ModelInfo:
             backbone=str(record["backbone"]),
             # As evaluate.py: the run's model.flip_test (KeypointModule's default: on), but not on data without
             # left/right pairs, where evaluate.py refuses it unless forced (a mirrored figure is another figure)
-            flip_test=bool(model_config.get("flip_test", True)) and bool(record.get("flip_pairs")),
+            flip_test=bool(settings.get("flip_test", True)) and bool(record.get("flip_pairs")),
             calibration=record.get("calibration"),
         )
 

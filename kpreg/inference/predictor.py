@@ -37,7 +37,6 @@ import torch
 
 from kpreg.formats.oks import instance_score
 from kpreg.inference.boxes import Box, whole_frame
-from kpreg.inference.confidence import describe_confidence
 from kpreg.inference.crops import DEFAULT_PADDING, Crop, Cropper, to_original
 from kpreg.inference.images import as_box_lists, as_rgb8_batch
 from kpreg.inference.model_info import ModelInfo
@@ -50,6 +49,7 @@ from kpreg.inference.runtimes import (
     TorchScriptRuntime,
     guess_backend,
 )
+from kpreg.metrics.calibration import describe_confidence
 
 WHOLE_IMAGE_PADDING = 1.0
 
@@ -137,10 +137,8 @@ class Predictor:
         """The checkpoint's network in PyTorch; ``config`` (optional) is checked against the checkpoint."""
         from kpreg.inference.rebuild import rebuild  # imports timm; kept off the exported-model path
 
-        model = rebuild(ckpt, config)
-        flip_test = model.info.flip_test if flip is None else bool(flip)
-        runtime = TorchRuntime(model.inference_model(flip_test), device, channels_last=model.channels_last)
-        return cls(runtime, model.info, batch_size, padding)
+        model = rebuild(ckpt, config, flip_test=flip)
+        return cls(TorchRuntime(model.network, device), model.info, batch_size, padding)
 
     @classmethod
     def from_exported(

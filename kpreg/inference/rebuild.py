@@ -1,29 +1,31 @@
-"""A trained network rebuilt from its checkpoint alone: backbone + head + weights, and its ``ModelInfo``.
+"""A trained ``KeypointNetwork`` rebuilt from its checkpoint alone, with its ``ModelInfo``.
 
 Every kpreg checkpoint records its model (``checkpoint["kpreg"]``, ``KeypointModule.describe``): the head's
-class and arguments, the backbone, the keypoints, the input size and the resolved config (which holds the
-backbone's ``feature_index`` and ``backbone_kwargs``). That is enough to rebuild the network without the
-config, the datamodule or Lightning: the head class is imported from its recorded path and must be a
-``kpreg.heads.Head``; the backbone is built without pretrained weights (the checkpoint's replace them).
-A config given as well is checked against the record, and a disagreement is one error naming both sides.
+class and arguments, the backbone and its feature level, the keypoints, the input size, the flip test, the memory
+layout and the calibration. That is enough to rebuild the network without the config, the datamodule or
+Lightning: the head class is imported from its recorded path and must be a ``kpreg.heads.Head``; the backbone is
+built without pretrained weights (the checkpoint's replace them). A config given as well is checked against the
+record, and a disagreement is one error naming both sides.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from kpreg.backbone import Backbone
+from kpreg.classpath import ClassPathError, import_class_path
 from kpreg.heads.base import Head, HeadSpec
-from kpreg.inference.export import InferenceModel
 from kpreg.inference.model_info import ModelInfo
 from kpreg.metrics.calibration import confidence_map_of
+from kpreg.network import KeypointNetwork
 from kpreg.training.checkpoint import (
+    NETWORK_PREFIX,
     CheckpointMismatchError,
     check_state_dict_compatible,
     identity_differences,
@@ -35,30 +37,17 @@ from kpreg.training.checkpoint import (
 class RebuiltModel:
     """The network of a checkpoint, in eval mode on the CPU, and what pre- and post-processing need."""
 
-    backbone: Backbone
-    head: Head
+    network: KeypointNetwork
     info: ModelInfo
     record: dict[str, Any]  # the checkpoint's ``kpreg`` record
-
-    @property
-    def channels_last(self) -> bool:
-        """Whether the run kept weights and inputs in NHWC layout (``model.channels_last``), a speed setting."""
-        return bool(((self.record.get("config") or {}).get("model") or {}).get("channels_last", False))
-
-    def inference_model(self, flip_test: bool) -> InferenceModel:
-        """backbone → head → decode, with the flip test over the model's left/right pairs when asked, then the
-        checkpoint's calibration map (raw head score → P(correct)) where it has one."""
-        return InferenceModel(self.backbone, self.head, list(self.info.flip_pairs) if flip_test else None,
-                              confidence_map=confidence_map_of({"kpreg": self.record}))
 
 
 def head_class(class_path: str, source: str) -> type[Head]:
     """Import a head class from its dotted path; it must subclass ``kpreg.heads.Head``."""
-    module_name, _, name = str(class_path).rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise CheckpointMismatchError(f"{source}: cannot import the head class {class_path!r} ({err})") from None
+        cls = import_class_path(class_path)
+    except ClassPathError as err:
+        raise CheckpointMismatchError(f"{source}: the head class: {err}") from None
     if not (isinstance(cls, type) and issubclass(cls, Head)):
         raise CheckpointMismatchError(f"{source}: {class_path!r} is not a kpreg head (a kpreg.heads.Head subclass)")
     return cls
@@ -103,7 +92,7 @@ def check_config(record: Mapping[str, Any], config: Mapping[str, Any], ckpt: str
     saved = {**record, "head": {**saved_head,
                                 "class_path": _qualified(head_class(saved_head["class_path"], ckpt))}}
     lines = identity_differences(saved, current)
-    saved_level = ((record.get("config") or {}).get("model") or {}).get("feature_index")
+    saved_level = (record.get("network") or {}).get("feature_index")
     level = model.get("feature_index")
     if level is not None and saved_level is not None and int(level) != int(saved_level):
         lines.append(f"backbone feature_index: checkpoint {saved_level} vs config {level}")
@@ -112,38 +101,45 @@ def check_config(record: Mapping[str, Any], config: Mapping[str, Any], ckpt: str
                                       + "\n  ".join(lines))
 
 
-def rebuild(ckpt: str | Path, config: str | Path | Mapping[str, Any] | None = None) -> RebuiltModel:
-    """Rebuild a checkpoint's network with its weights; ``config`` (optional) is checked against it."""
+def rebuild(ckpt: str | Path, config: str | Path | Mapping[str, Any] | None = None,
+            flip_test: bool | None = None) -> RebuiltModel:
+    """Rebuild a checkpoint's network with its weights and calibration; ``config`` (optional) is checked against it.
+    ``flip_test``: None follows the run's evaluation setting (``ModelInfo.flip_test``)."""
     source = str(ckpt)
     checkpoint = read_checkpoint(ckpt)
     record = checkpoint.get("kpreg")
     if not isinstance(record, dict):
         raise CheckpointMismatchError(
-            f"{source} does not record its model (a checkpoint written before kpreg checkpoints carried "
-            "checkpoint['kpreg']): evaluate it with its run's config, or re-save it by resuming training")
+            f"{source} does not record its model (checkpoint['kpreg'] is missing): evaluate it with its run's "
+            "config, or re-save it by resuming training")
     if not isinstance(record.get("head"), Mapping) or "class_path" not in record["head"]:
         raise CheckpointMismatchError(f"{source}: the model record has no head class_path")
     if config is not None:
         check_config(record, load_config(config), source,
                      str(config) if not isinstance(config, Mapping) else "the config")
     info = ModelInfo.from_record(record, source)
-    model_config = (record.get("config") or {}).get("model") or {}
+    settings = record.get("network") or {}
     backbone = Backbone(
         info.backbone,
         pretrained=False,  # the checkpoint's weights replace any pretrained ones
-        feature_index=int(model_config.get("feature_index", -1)),
-        timm_kwargs=model_config.get("backbone_kwargs"),
+        feature_index=int(settings.get("feature_index", -1)),
+        timm_kwargs=settings.get("backbone_kwargs"),
     )
     head = head_class(record["head"]["class_path"], source)(**(record["head"].get("init_args") or {}))
     head.build(HeadSpec(backbone.channels, backbone.stride, info.num_keypoints, info.input_size,
                         tuple(float(s) for s in record.get("sigmas") or ())))
-    net = InferenceModel(backbone, head)  # owns backbone.* and head.*, the checkpoint's key prefixes
+    network = KeypointNetwork(backbone, head, info.flip_pairs, info.flip_test if flip_test is None else flip_test,
+                              confidence_map=confidence_map_of(checkpoint),
+                              channels_last=bool(settings.get("channels_last", False)))
     state_dict = checkpoint.get("state_dict")
     if not isinstance(state_dict, Mapping):
         raise CheckpointMismatchError(f"{source} has no state_dict")
+    weights = {k[len(NETWORK_PREFIX):]: v for k, v in state_dict.items() if k.startswith(NETWORK_PREFIX)}
     try:
-        check_state_dict_compatible(net, dict(state_dict))
+        check_state_dict_compatible(network, weights)
     except CheckpointMismatchError as err:
         raise CheckpointMismatchError(f"{source}: {err}") from None
-    net.load_state_dict(state_dict)
-    return RebuiltModel(backbone.eval(), head.eval(), info, record)
+    network.load_state_dict(weights)
+    if network.channels_last:
+        network.to(memory_format=torch.channels_last)
+    return RebuiltModel(network.eval(), info, record)

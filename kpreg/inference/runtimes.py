@@ -4,7 +4,7 @@ Every backend takes a (B, 3, H, W) float32 CPU tensor of normalised crops and re
 x,y input pixels and ``confidence`` (B, K) as float32 CPU tensors; what happens before (decoding, cropping,
 normalising) and after (back to frame pixels, calibration) is the predictor's, shared by all of them.
 
-* ``TorchRuntime``: the rebuilt ``InferenceModel`` (PyTorch eager) on any device.
+* ``TorchRuntime``: the rebuilt ``KeypointNetwork`` (PyTorch eager) on any device.
 * ``OnnxRuntime``: an ONNX file exported by ``export.py``, run by ONNX Runtime on the CPU.
 * ``TorchScriptRuntime``: a TorchScript file exported by ``export.py``.
 
@@ -25,8 +25,9 @@ from typing import Protocol
 
 import torch
 
-from kpreg.inference.export import INPUT_NAME, METADATA_FILE, OUTPUT_NAMES, InferenceModel
+from kpreg.inference.export import INPUT_NAME, METADATA_FILE, OUTPUT_NAMES
 from kpreg.inference.model_info import ModelInfo
+from kpreg.network import KeypointNetwork
 
 BACKENDS = ("torch", "onnxruntime", "torchscript")
 
@@ -59,29 +60,21 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 class TorchRuntime:
-    """An ``InferenceModel`` in eval mode on ``device``; inputs move there, outputs come back to the CPU.
-
-    ``channels_last``: weights and inputs in NHWC memory layout (the run's ``model.channels_last``; ~20 % faster
-    convolutions on this project's CPU, and on tensor cores); the values are the same up to float rounding.
-    """
+    """A ``KeypointNetwork`` in eval mode on ``device``; inputs move there, outputs come back to the CPU. It runs in
+    the memory layout the run trained in (``model.channels_last``: NHWC is ~20 % faster on this project's CPU, and
+    on tensor cores; the values are the same up to float rounding)."""
 
     name = "torch"
 
-    def __init__(self, model: InferenceModel, device: str | torch.device | None = "cpu",
-                 channels_last: bool = False) -> None:
+    def __init__(self, model: KeypointNetwork, device: str | torch.device | None = "cpu") -> None:
         self.torch_device = resolve_device(device)
         self.device = str(self.torch_device)
-        self.channels_last = channels_last
         self.model = model.eval().to(self.torch_device)
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.flip_test = model.flip_pairs is not None
+        self.flip_test = model.flip_test
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode():
             x = images.to(self.torch_device, non_blocking=True)  # (B, 3, H, W)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
             coords, confidence = self.model(x)  # (B, K, 2) input px, (B, K)
             return coords.float().cpu(), confidence.float().cpu()
 

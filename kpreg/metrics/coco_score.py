@@ -14,7 +14,6 @@ then refer to that surrogate area.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from rich.console import Group
 
 from kpreg.formats.coco import load_coco, load_results_json, prepare_gt, read_category
+from kpreg.formats.files import read_json
 from kpreg.metrics.contract import metric_table
 from kpreg.metrics.oks import OKS_COLUMNS, evaluate_keypoints
 
@@ -39,8 +39,9 @@ def score_coco_files(
     Raises ``ValueError`` naming the results file for entries with an image_id that
     is not in the ground truth.
     """
-    with open(gt_path) as f:
-        data = json.load(f)
+    data = read_json(gt_path, "ground truth")
+    if not isinstance(data, dict):
+        raise ValueError(f"{gt_path}: a COCO ground truth holds a JSON object, got {type(data).__name__}")
     coco_gt = load_coco(prepare_gt(data))
     category = read_category(coco_gt, category_id=category_id, sigmas=sigmas)
     coco_dt = load_results_json(results_path, coco_gt)

@@ -5,14 +5,19 @@ A dataset metric is a torchmetrics ``Metric`` with
 * ``update(pred, scores, meta)``: ``pred`` (B, K, 2) x,y original-image pixels, ``scores`` (B, K) keypoint
   confidences, ``meta`` the batch's collated ``meta`` dict (the sample contract, ``kpreg.data.sample``);
 * ``compute() -> dict[str, float]``: a flat dict of numbers;
-* ``columns``: the summary columns it reports (key, label, direction), in table order;
+* ``columns``: the summary columns it reports (key, label, direction), in table order; ``declared_columns`` the same
+  for its default options, known before any data is read (a config's primary key is checked against them);
+* ``keypoint_columns``: the columns it reports per keypoint, each ``key`` the prefix of ``<key>/<keypoint name>``
+  (``declared_keypoint_columns`` with its default options);
+* ``family`` (``kpreg.formats.layout.MetricFamily``, what a dataset declares it is scored with) and
+  ``default_primary``, the key that selects the best checkpoint when the family leads a dataset's metrics;
 * ``higher_is_better(key)``: the direction of any of its keys (``None`` for keys it does not own);
 * optionally ``curve()``: a PCK-vs-threshold curve ``{"thresholds": [...], "pck": [...], "label": ...}``.
 
 ``KeypointMetrics`` combines a dataset's metrics (pixel error and PCK everywhere; PCKh and OKS AP where the dataset
 defines them) and names the **primary** key, which selects the best checkpoint and heads the study report.
-Checkpointing, the study runner, the report and the loggers read only this contract: no metric name is spelt
-outside ``kpreg.metrics``.
+Checkpointing, the study runner, the report, the command line's tables and the loggers read only this contract: no
+metric name is spelt outside ``kpreg.metrics``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import math
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from rich.console import Group
@@ -51,6 +56,11 @@ class Column:
         label = self.long_label or self.label
         return f"{label} ({self.unit})" if self.unit else label
 
+    @property
+    def short_header(self) -> str:
+        """The table's label with its unit, for narrow columns: ``mean (px)``, ``PCK@0.1 (%)``."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
 
 class DatasetMetric(Metric):
     """Base class of the dataset metrics (see the module docstring for the contract)."""
@@ -58,11 +68,28 @@ class DatasetMetric(Metric):
     is_differentiable = False
     full_state_update = False
     section: str = ""  # the name of the metric's table section
+    family: ClassVar[str] = ""  # kpreg.formats.layout.MetricFamily
+    default_primary: ClassVar[str] = ""  # the primary key where this metric leads a dataset's metrics
 
     @property
     @abstractmethod
     def columns(self) -> list[Column]:
         """The summary columns, in table order."""
+
+    @property
+    def keypoint_columns(self) -> list[Column]:
+        """The per-keypoint columns: ``key`` is the prefix of ``<key>/<keypoint name>``; none by default."""
+        return []
+
+    @classmethod
+    def declared_columns(cls, keypoint_names: Sequence[str] = ()) -> list[Column]:
+        """The summary columns with the metric's default options, for these keypoints (possibly not yet known)."""
+        return []
+
+    @classmethod
+    def declared_keypoint_columns(cls) -> list[Column]:
+        """The per-keypoint columns with the metric's default options."""
+        return []
 
     @abstractmethod
     def update(self, pred: torch.Tensor, scores: torch.Tensor, meta: dict[str, Any]) -> None:  # type: ignore[override]
@@ -82,17 +109,21 @@ class KeypointMetrics(nn.Module):
 
     Args:
         metrics: the dataset's metrics; their keys must not collide.
-        primary: the key that selects the best checkpoint (must be one of the metrics' keys).
+        primary: the key that selects the best checkpoint (must be one of the metrics' keys; None: the first metric's
+            ``default_primary``).
         title: the title of the printed table.
     """
 
-    def __init__(self, metrics: Sequence[DatasetMetric], primary: str, title: str = "") -> None:
+    def __init__(self, metrics: Sequence[DatasetMetric], primary: str | None = None, title: str = "") -> None:
         super().__init__()
+        if not metrics:
+            raise ValueError("a dataset needs at least one metric")
         self.metrics = nn.ModuleList(metrics)
         self.title = title
         keys = [c.key for m in metrics for c in m.columns]
         if len(set(keys)) != len(keys):
             raise ValueError(f"metric keys collide: {sorted(k for k in keys if keys.count(k) > 1)}")
+        primary = primary or metrics[0].default_primary
         if self.higher_is_better_key(primary) is None:
             raise ValueError(
                 f"primary metric {primary!r} is not reported by this dataset; choose one of {', '.join(keys)}"
@@ -103,6 +134,11 @@ class KeypointMetrics(nn.Module):
     @property
     def columns(self) -> list[Column]:
         return [c for m in self.metrics for c in m.columns]
+
+    @property
+    def keypoint_columns(self) -> list[Column]:
+        """Every metric's per-keypoint columns (``<key>/<keypoint name>``), in table order."""
+        return [c for m in self.metrics for c in m.keypoint_columns]
 
     def higher_is_better_key(self, key: str) -> bool | None:
         for m in self.metrics:
@@ -117,9 +153,10 @@ class KeypointMetrics(nn.Module):
         return bool(self.higher_is_better_key(self.primary))
 
     def describe(self) -> dict[str, Any]:
-        """Plain data for files and reports: primary key, its direction, the summary columns."""
+        """Plain data for files and reports: primary key, its direction, the summary and per-keypoint columns."""
         return {"primary": self.primary, "higher_is_better": self.higher_is_better,
-                "title": self.title, "columns": [asdict(c) for c in self.columns]}
+                "title": self.title, "columns": [asdict(c) for c in self.columns],
+                "keypoint_columns": [asdict(c) for c in self.keypoint_columns]}
 
     # ---- streaming -----------------------------------------------------------------------------------
     def update(self, pred: torch.Tensor, scores: torch.Tensor, meta: dict[str, Any]) -> None:
@@ -192,14 +229,15 @@ def metric_table(values: dict[str, float], columns: Sequence[Column], title: str
     return Group(*blocks)
 
 
-def per_keypoint_table(values: dict[str, float], keypoint_names: Sequence[str], keys: Sequence[tuple[str, str]],
+def per_keypoint_table(values: dict[str, float], keypoint_names: Sequence[str], columns: Sequence[Column],
                        title: str = "per keypoint") -> Table:
-    """Rows = keypoints, columns = ``keys`` given as (key prefix, label): the value of ``f"{prefix}/{name}"``."""
+    """Rows = keypoints, one column per per-keypoint column (``KeypointMetrics.keypoint_columns``) that has values:
+    the value of ``f"{column.key}/{name}"``, headed by the column's label and unit."""
     table = Table(title=title, title_justify="left", box=None, header_style="bold underline", title_style="italic")
     table.add_column("keypoint", no_wrap=True)
-    shown = [(prefix, label) for prefix, label in keys if any(f"{prefix}/{n}" in values for n in keypoint_names)]
-    for _, label in shown:
-        table.add_column(label, justify="right", no_wrap=True)
+    shown = [c for c in columns if any(f"{c.key}/{n}" in values for n in keypoint_names)]
+    for c in shown:
+        table.add_column(c.short_header, justify="right", no_wrap=True)
     for name in keypoint_names:
-        table.add_row(name, *(format_value(values.get(f"{prefix}/{name}", math.nan)) for prefix, _ in shown))
+        table.add_row(name, *(format_value(values.get(f"{c.key}/{name}", math.nan), c.digits) for c in shown))
     return table

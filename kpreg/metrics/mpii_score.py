@@ -32,7 +32,7 @@ from kpreg.formats.mpii import (
     load_predictions,
 )
 from kpreg.metrics.contract import metric_table
-from kpreg.metrics.pckh import pckh_columns, pckh_results
+from kpreg.metrics.pckh import JOINT_PREFIX, pckh_columns, pckh_results
 
 SUMMARY_KEYS: tuple[str, ...] = (*MPII_GROUPS, "Mean", "Mean@0.1", "AUC")
 
@@ -67,7 +67,7 @@ def score_mpii_files_detailed(
     res = pckh_results(
         preds, gt.joints, gt.visible, gt.head_size, thresholds, MPII_JOINT_NAMES, auc_max, auc_step
     )
-    per_joint = {name: res[f"joint/{name}"] for name in MPII_JOINT_NAMES}
+    per_joint = {name: res[f"{JOINT_PREFIX}/{name}"] for name in MPII_JOINT_NAMES}
     unweighted = float(np.mean([per_joint[MPII_JOINT_NAMES[i]] for i in MPII_MEAN_JOINTS]))
     return MPIIScore(
         summary={k: res[k] for k in SUMMARY_KEYS},

@@ -77,6 +77,8 @@ class OKSAP(DatasetMetric):
     """
 
     section = SECTION
+    family = "oks"
+    default_primary = "AP"
 
     pred: list[torch.Tensor]
     scores: list[torch.Tensor]
@@ -107,6 +109,10 @@ class OKSAP(DatasetMetric):
 
     @property
     def columns(self) -> list[Column]:
+        return list(OKS_COLUMNS)
+
+    @classmethod
+    def declared_columns(cls, keypoint_names: Sequence[str] = ()) -> list[Column]:
         return list(OKS_COLUMNS)
 
     @classmethod

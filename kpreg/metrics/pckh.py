@@ -34,6 +34,7 @@ from kpreg.formats.mpii import MPII_GROUPS, MPII_JOINT_NAMES, MPII_MEAN_JOINTS, 
 from kpreg.metrics.contract import Column, DatasetMetric
 
 _DENOM = 10000  # thresholds are represented exactly as k / _DENOM
+JOINT_PREFIX = "joint"  # per-joint PCKh keys: joint/<name>
 
 
 def _threshold_numerators(thresholds: Sequence[float]) -> np.ndarray:
@@ -142,7 +143,7 @@ def summarize_pckh(
     if error_sum is not None and error_count is not None:
         out["MeanError"] = float(error_sum / error_count) if error_count else float("nan")
     for name, value in zip(joint_names, per_joint):
-        out[f"joint/{name}"] = float(value)
+        out[f"{JOINT_PREFIX}/{name}"] = float(value)
     return out
 
 
@@ -212,6 +213,11 @@ def pckh_columns(groups: Mapping[str, Sequence[int]], thresholds: Sequence[float
     ]
 
 
+def pckh_keypoint_columns(thresholds: Sequence[float] = (0.5, 0.1)) -> list[Column]:
+    """The per-joint column: PCKh at the main threshold (``joint/<name>``)."""
+    return [Column(JOINT_PREFIX, f"PCKh@{thresholds[0]:g}", True, section=SECTION)]
+
+
 class PCKh(DatasetMetric):
     """Streaming PCKh with DDP-exact integer states, fed from the sample contract's ``meta``: ground truth
     ``keypoints_orig`` (B, K, 2), ``visible_orig`` (B, K) and the head size ``norm_length`` (B,).
@@ -228,6 +234,8 @@ class PCKh(DatasetMetric):
     """
 
     section = SECTION
+    family = "pckh"
+    default_primary = "Mean"
 
     def __init__(
         self,
@@ -258,8 +266,20 @@ class PCKh(DatasetMetric):
         return pckh_columns(self.groups, self.thresholds)
 
     @classmethod
+    def declared_columns(cls, keypoint_names: Sequence[str] = ()) -> list[Column]:
+        return pckh_columns(_protocol(keypoint_names, None, None)[0])
+
+    @property
+    def keypoint_columns(self) -> list[Column]:
+        return pckh_keypoint_columns(self.thresholds)
+
+    @classmethod
+    def declared_keypoint_columns(cls) -> list[Column]:
+        return pckh_keypoint_columns()
+
+    @classmethod
     def higher_is_better(cls, key: str) -> bool | None:
-        if key in ("Mean", "Mean@0.1", "AUC") or key.startswith("joint/") or key in MPII_GROUPS:
+        if key in ("Mean", "Mean@0.1", "AUC") or key.startswith(f"{JOINT_PREFIX}/") or key in MPII_GROUPS:
             return True
         return None
 

@@ -31,6 +31,8 @@ from kpreg.metrics.contract import Column, DatasetMetric
 
 SECTION = "pixels (original image)"
 _ERROR_KEYS = ("MeanError", "MedianError", "RMSE")
+DEFAULT_BOX_THRESHOLDS: tuple[float, ...] = (0.05, 0.1, 0.2)
+DEFAULT_PIXEL_THRESHOLDS: tuple[float, ...] = (2.0, 5.0, 10.0)
 
 
 def _threshold_key(t: float) -> str:
@@ -41,13 +43,41 @@ def _pixel_key(t: float) -> str:
     return f"PCK@{t:g}px"
 
 
+def _middle(thresholds: Sequence[float]) -> float | None:
+    """The middle threshold: the headline one, and the one reported per keypoint."""
+    return thresholds[len(thresholds) // 2] if thresholds else None
+
+
+def pixel_columns(box_thresholds: Sequence[float], pixel_thresholds: Sequence[float]) -> list[Column]:
+    """The summary columns: errors, PCK at each box-relative and each pixel threshold, PCK-AUC."""
+    mid_box, mid_px = _middle(box_thresholds), _middle(pixel_thresholds)
+    cols = [Column("MeanError", "mean", False, section=SECTION, unit="px", headline=True, long_label="mean error"),
+            Column("MedianError", "median", False, section=SECTION, unit="px", headline=True,
+                   long_label="median error"),
+            Column("RMSE", "RMSE", False, section=SECTION, unit="px")]
+    cols += [Column(_threshold_key(t), f"PCK@{t:g}", True, section=SECTION, headline=t == mid_box)
+             for t in box_thresholds]
+    cols += [Column(_pixel_key(t), f"PCK@{t:g}px", True, section=SECTION, headline=t == mid_px)
+             for t in pixel_thresholds]
+    cols.append(Column("PCK-AUC", "PCK-AUC", True, section=SECTION, headline=True))
+    return cols
+
+
+def pixel_keypoint_columns(box_thresholds: Sequence[float]) -> list[Column]:
+    """The per-keypoint columns: mean, median and RMS error, and PCK at the middle box-relative threshold."""
+    errors = [c for c in pixel_columns(box_thresholds, ()) if c.key in _ERROR_KEYS]
+    middle = _middle(box_thresholds)
+    pck = [Column(_threshold_key(middle), f"PCK@{middle:g}", True, section=SECTION)] if middle is not None else []
+    return errors + pck
+
+
 def pixel_results(
     errors: np.ndarray,
     labelled: np.ndarray,
     box_size: np.ndarray,
     keypoint_names: Sequence[str],
-    box_thresholds: Sequence[float] = (0.05, 0.1, 0.2),
-    pixel_thresholds: Sequence[float] = (2.0, 5.0, 10.0),
+    box_thresholds: Sequence[float] = DEFAULT_BOX_THRESHOLDS,
+    pixel_thresholds: Sequence[float] = DEFAULT_PIXEL_THRESHOLDS,
     auc_max: float = 0.2,
     auc_step: float = 0.01,
 ) -> dict[str, float]:
@@ -86,7 +116,7 @@ def pixel_results(
     grid = np.round(np.arange(0.0, auc_max + auc_step / 2, auc_step), 10)  # (A,) 0 … auc_max
     curve = np.array([share(ratio <= t, normalisable) for t in grid])  # (A,) percent, NaN if nothing counts
     out["PCK-AUC"] = float(np.sum((curve[1:] + curve[:-1]) / 2 * np.diff(grid)) / auc_max)
-    middle = box_thresholds[len(box_thresholds) // 2] if box_thresholds else None
+    middle = _middle(box_thresholds)
     for k, name in enumerate(keypoint_names):
         mean, median, rmse = stats(err[counted[:, k], k])
         out[f"MeanError/{name}"], out[f"MedianError/{name}"], out[f"RMSE/{name}"] = mean, median, rmse
@@ -107,12 +137,14 @@ class PixelMetrics(DatasetMetric):
     """
 
     section = SECTION
+    family = "pixel"
+    default_primary = "MeanError"
 
     def __init__(
         self,
         keypoint_names: Sequence[str],
-        box_thresholds: Sequence[float] = (0.05, 0.1, 0.2),
-        pixel_thresholds: Sequence[float] = (2.0, 5.0, 10.0),
+        box_thresholds: Sequence[float] = DEFAULT_BOX_THRESHOLDS,
+        pixel_thresholds: Sequence[float] = DEFAULT_PIXEL_THRESHOLDS,
         auc_max: float = 0.2,
         auc_step: float = 0.01,
         **kwargs: Any,
@@ -129,18 +161,19 @@ class PixelMetrics(DatasetMetric):
 
     @property
     def columns(self) -> list[Column]:
-        mid_box = self.box_thresholds[len(self.box_thresholds) // 2] if self.box_thresholds else None
-        mid_px = self.pixel_thresholds[len(self.pixel_thresholds) // 2] if self.pixel_thresholds else None
-        cols = [Column("MeanError", "mean", False, section=SECTION, unit="px", headline=True, long_label="mean error"),
-                Column("MedianError", "median", False, section=SECTION, unit="px", headline=True,
-                       long_label="median error"),
-                Column("RMSE", "RMSE", False, section=SECTION, unit="px")]
-        cols += [Column(_threshold_key(t), f"PCK@{t:g}", True, section=SECTION, headline=t == mid_box)
-                 for t in self.box_thresholds]
-        cols += [Column(_pixel_key(t), f"PCK@{t:g}px", True, section=SECTION, headline=t == mid_px)
-                 for t in self.pixel_thresholds]
-        cols.append(Column("PCK-AUC", "PCK-AUC", True, section=SECTION, headline=True))
-        return cols
+        return pixel_columns(self.box_thresholds, self.pixel_thresholds)
+
+    @classmethod
+    def declared_columns(cls, keypoint_names: Sequence[str] = ()) -> list[Column]:
+        return pixel_columns(DEFAULT_BOX_THRESHOLDS, DEFAULT_PIXEL_THRESHOLDS)
+
+    @property
+    def keypoint_columns(self) -> list[Column]:
+        return pixel_keypoint_columns(self.box_thresholds)
+
+    @classmethod
+    def declared_keypoint_columns(cls) -> list[Column]:
+        return pixel_keypoint_columns(DEFAULT_BOX_THRESHOLDS)
 
     @classmethod
     def higher_is_better(cls, key: str) -> bool | None:

@@ -1,20 +1,29 @@
 """Checkpoints that know their model: reading them safely, and refusing one that is another model.
 
-Every kpreg checkpoint carries, besides the weights, ``checkpoint["kpreg"]`` (``KeypointModule.describe()``): the
-head's class and arguments, the backbone, the keypoint names, skeleton, flip pairs, OKS sigmas, the input size
-and the resolved config, all as plain data, so ``torch.load(weights_only=True)`` reads it and nothing needs the
-config that trained it. Evaluating or resuming under a config that disagrees is one error naming both sides.
+Every kpreg checkpoint carries, besides the weights (``network.backbone.*``, ``network.head.*``),
+``checkpoint["kpreg"]`` (``KeypointModule.describe()``): the head's class and arguments, the backbone, the keypoint
+names, skeleton, flip pairs, OKS sigmas, the input size, how the network runs (feature level, flip test, memory
+layout), the calibration and the resolved config, all as plain data, so ``torch.load(weights_only=True)`` reads it
+and nothing needs the config that trained it. Evaluating or resuming under a config that disagrees is one error
+naming both sides.
+
+Format 1 checkpoints named the tensors ``backbone.*`` / ``head.*`` and kept the network's settings only in the
+config; ``upgrade_checkpoint`` reads them into the current layout.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from kpreg.classpath import ClassPathError, import_class_path
+
+CHECKPOINT_FORMAT = 2
+NETWORK_PREFIX = "network."  # the KeypointNetwork's tensors inside a KeypointModule's state_dict
 
 
 class CheckpointMismatchError(ValueError):
@@ -44,6 +53,27 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
                                       f"{str(err).splitlines()[0]}") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointMismatchError(f"{path} is not a Lightning checkpoint (a {type(checkpoint).__name__})")
+    return upgrade_checkpoint(checkpoint)
+
+
+def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 checkpoint brought to the current layout, in place (see the module docstring); others unchanged."""
+    record = checkpoint.get("kpreg")
+    if isinstance(record, dict) and int(record.get("format", 1)) >= CHECKPOINT_FORMAT:
+        return checkpoint
+    state = checkpoint.get("state_dict")
+    if isinstance(state, dict):
+        old = ("backbone.", "head.")
+        checkpoint["state_dict"] = {(NETWORK_PREFIX + k if k.startswith(old) else k): v for k, v in state.items()}
+    if isinstance(record, dict):
+        model = (record.get("config") or {}).get("model") or {}
+        record.setdefault("network", {
+            "feature_index": int(model.get("feature_index", -1)),
+            "backbone_kwargs": dict(model.get("backbone_kwargs") or {}),
+            "flip_test": bool(model.get("flip_test", True)),
+            "channels_last": bool(model.get("channels_last", False)),
+        })
+        record["format"] = CHECKPOINT_FORMAT
     return checkpoint
 
 
@@ -71,11 +101,10 @@ def _norm(value: Any) -> Any:
 
 def _head_defaults(class_path: str | None) -> dict[str, Any]:
     """The default arguments of the head class at ``class_path`` ({} when it cannot be imported)."""
-    module_name, _, name = str(class_path or "").rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), name)
+        cls = import_class_path(class_path or "")
         parameters = inspect.signature(cls.__init__).parameters.values()
-    except (ImportError, AttributeError, ValueError, TypeError):
+    except (ClassPathError, ValueError, TypeError):
         return {}
     return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
@@ -133,15 +162,15 @@ def check_state_dict_compatible(model: torch.nn.Module, state_dict: dict[str, to
 
 
 def load_backbone_weights(backbone: torch.nn.Module, ckpt_path: str) -> None:
-    """Load the ``backbone.*`` tensors of a kpreg checkpoint (``weights_only=True``) into ``backbone``."""
+    """Load the backbone tensors of a kpreg checkpoint (``weights_only=True``) into ``backbone``."""
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"init_backbone_from: checkpoint not found: {ckpt_path}")
     checkpoint = read_checkpoint(ckpt_path)
     state_dict = checkpoint.get("state_dict", checkpoint)
-    prefix = "backbone."
+    prefix = NETWORK_PREFIX + "backbone."
     backbone_state = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     if not backbone_state:
-        raise CheckpointMismatchError(f"init_backbone_from: {ckpt_path} has no 'backbone.*' tensors")
+        raise CheckpointMismatchError(f"init_backbone_from: {ckpt_path} has no '{prefix}*' tensors")
     try:
         check_state_dict_compatible(backbone, backbone_state)
     except CheckpointMismatchError as err:

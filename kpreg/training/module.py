@@ -1,14 +1,11 @@
-"""KeypointModule: backbone → head, trained and evaluated head- and dataset-agnostically.
+"""KeypointModule: trains a ``KeypointNetwork`` head- and dataset-agnostically.
 
-The module only orchestrates: it builds the backbone, builds the head from what the backbone and the data
-declare, reduces the head's per-keypoint losses in one place (``kpreg.losses.reduce_keypoint_losses``: visibility,
-per-keypoint weights, online hard keypoint mining), asks the head for its decoded coordinates, maps them back to
-original pixels and feeds the dataset's metrics (``kpreg.metrics.build_metrics`` of the datamodule's
-``EvaluationSpec``). Which head or dataset runs is never tested here.
-
-Confidence: the head's raw score is mapped to P(correct) by a calibration fitted on each validation epoch's
-predictions (``kpreg.training.calibration``) and stored in the checkpoint (``checkpoint["kpreg"]["calibration"]``);
-evaluation metrics, written predictions and ``predict_keypoints`` use it. Without one, confidences are raw.
+The module builds the network (timm backbone → head, ``kpreg.network``), reduces the head's per-keypoint losses in
+one place (``kpreg.losses.reduce_keypoint_losses``: visibility, per-keypoint weights, online hard keypoint mining),
+optimises, and logs what evaluation computed. Evaluation batches become rows of the evaluation table
+(``kpreg.metrics.table``); at the end of an epoch the table is gathered once and handed to the dataset's
+``Evaluator`` (``kpreg.training.evaluation``), which calibrates the confidence (``Calibration``: fitted at every
+validation, stored in the checkpoint) and scores it. Which head or dataset runs is never tested here.
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_warn
 
@@ -26,25 +22,17 @@ from kpreg.backbone import Backbone
 from kpreg.coords import apply_affine
 from kpreg.heads.base import Head, HeadSpec
 from kpreg.losses import reduce_keypoint_losses
-from kpreg.metrics import KeypointMetrics, build_metrics
-from kpreg.metrics.calibration import CalibrationRecord, ConfidenceMap
-from kpreg.metrics.uncertainty import UncertaintyMetric
-from kpreg.training.calibration import (
-    CalibrationOutcome,
-    EpochRows,
-    EpochTable,
-    calibrate_epoch,
-    check_calibration_method,
-    finite_scores,
-    gather_table,
-    to_device,
-)
+from kpreg.metrics.calibration.evaluation import Calibration
+from kpreg.metrics.table import EvaluationTable, TableRows
+from kpreg.network import KeypointNetwork
 from kpreg.training.checkpoint import (
+    CHECKPOINT_FORMAT,
     CheckpointMismatchError,
-    check_checkpoint_identity,
     check_state_dict_compatible,
     load_backbone_weights,
+    upgrade_checkpoint,
 )
+from kpreg.training.evaluation import EvaluationResult, Evaluator, gather_table
 from kpreg.training.schedules import WarmupCosine
 
 
@@ -61,7 +49,7 @@ class KeypointModule(pl.LightningModule):
     backbone_kwargs: extra ``timm.create_model`` arguments.
     num_keypoints / input_size / flip_pairs / keypoint_names / skeleton / sigmas: linked from the datamodule by
         the CLI (and stored in every checkpoint, with the head, so that a checkpoint knows its model).
-    flip_test: average predictions on the input and its mirror image in validation and test.
+    flip_test: average predictions on the input and its mirror image in validation, evaluation and prediction.
     ohkm_topk: online hard keypoint mining: optimise only the ``k`` largest keypoint losses of each sample (CPN /
         HRNet use 8 of 17); ``None`` = every visible keypoint.
     keypoint_weights: per-keypoint loss weights (K,), e.g. mmpose's 1.5 for ankles and wrists; ``None`` = equal.
@@ -73,8 +61,8 @@ class KeypointModule(pl.LightningModule):
     channels_last: keep weights and inputs in NHWC memory layout (faster convolutions on tensor cores).
     compile: ``torch.compile`` the backbone and the head (in place: checkpoint keys are unchanged).
     compile_kwargs: extra ``torch.compile`` arguments, e.g. ``{mode: max-autotune}``.
-    init_backbone_from: a kpreg checkpoint whose ``backbone.*`` tensors initialise the backbone (the head
-        stays freshly initialised), e.g. to fine-tune a new head or keypoint set on a trained backbone.
+    init_backbone_from: a kpreg checkpoint whose backbone tensors initialise the backbone (the head stays freshly
+        initialised), e.g. to fine-tune a new head or keypoint set on a trained backbone.
     calibration_method: how the raw confidence is mapped to P(correct) at each validation: ``auto`` (the method
         with the lowest cross-fitted log-loss among ``kpreg.metrics.calibration.default_candidates``), a key of
         ``kpreg.metrics.calibration.CALIBRATORS`` (e.g. ``platt``), or ``none`` (raw scores everywhere).
@@ -109,107 +97,88 @@ class KeypointModule(pl.LightningModule):
         super().__init__()
         if nonfinite_loss not in ("stop", "skip"):
             raise ValueError(f"nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
-        self.backbone = Backbone(backbone, pretrained, pretrained_file, feature_index, backbone_kwargs)
-        if init_backbone_from is not None:
-            load_backbone_weights(self.backbone, init_backbone_from)
-        self.num_keypoints = num_keypoints
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.flip_pairs = [tuple(int(i) for i in p) for p in (flip_pairs or [])]
-        self.keypoint_names = [str(n) for n in keypoint_names] if keypoint_names else [
-            f"keypoint_{i}" for i in range(num_keypoints)]
-        self.skeleton = [tuple(int(i) for i in e) for e in (skeleton or [])]
-        self.sigmas = tuple(float(v) for v in (sigmas or ()))
-        if len(self.keypoint_names) != num_keypoints:
-            raise ValueError(f"{len(self.keypoint_names)} keypoint names for {num_keypoints} keypoints")
-        self.flip_test = flip_test
         if ohkm_topk is not None and ohkm_topk < 1:
             raise ValueError(f"model.ohkm_topk must be >= 1 (or null), got {ohkm_topk}")
-        self.ohkm_topk = ohkm_topk
         if keypoint_weights is not None and len(keypoint_weights) != num_keypoints:
             raise ValueError(f"model.keypoint_weights has {len(keypoint_weights)} values for {num_keypoints} keypoints")
+        self.num_keypoints = num_keypoints
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.keypoint_names = [str(n) for n in keypoint_names] if keypoint_names else [
+            f"keypoint_{i}" for i in range(num_keypoints)]
+        if len(self.keypoint_names) != num_keypoints:
+            raise ValueError(f"{len(self.keypoint_names)} keypoint names for {num_keypoints} keypoints")
+        self.skeleton = [tuple(int(i) for i in e) for e in (skeleton or [])]
+        self.sigmas = tuple(float(v) for v in (sigmas or ()))
+        self.feature_index = feature_index
+        self.backbone_kwargs = dict(backbone_kwargs or {})
+
+        body = Backbone(backbone, pretrained, pretrained_file, feature_index, backbone_kwargs)
+        if init_backbone_from is not None:
+            load_backbone_weights(body, init_backbone_from)
+        head.build(HeadSpec(body.channels, body.stride, num_keypoints, self.input_size, self.sigmas))
+        self.network = KeypointNetwork(body, head, flip_pairs or (), flip_test, channels_last=channels_last)
+        if channels_last:
+            # Parameters keep this layout through .to(device) and load_state_dict (copy_ keeps the destination's).
+            self.network.to(memory_format=torch.channels_last)
+        self.calibration = Calibration(calibration_method, num_keypoints)
+
+        self.ohkm_topk = ohkm_topk
         self.register_buffer("keypoint_weights", None if keypoint_weights is None else
                              torch.tensor([float(w) for w in keypoint_weights]), persistent=False)
-        self.head = head
-        self.head.build(HeadSpec(self.backbone.channels, self.backbone.stride, num_keypoints, self.input_size,
-                                 self.sigmas))
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
-        self.val_metric: KeypointMetrics | None = None
-        self.test_metric: KeypointMetrics | None = None
-        self.metric_curves: dict[str, dict[str, Any]] = {}  # "val"/"test" → the metrics' PCK curve
-        # Head-agnostic like the datamodule's metric, but owned here: it needs the head's confidence and spread.
-        self.val_uncertainty = UncertaintyMetric()
-        self.test_uncertainty = UncertaintyMetric()
-        self.run_config: dict[str, Any] = {}  # the resolved config, set by the CLI; stored in checkpoints
-        self.allow_checkpoint_mismatch = False  # set by the CLI's --allow_checkpoint_mismatch
-        self._test_predictions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self.calibration_method = check_calibration_method(calibration_method)
-        self.calibration: CalibrationRecord | None = None  # the map in use (checkpoint["kpreg"]["calibration"])
-        self.confidence_map: ConfidenceMap | None = None  # the same as a module (non-persistent buffers)
-        self.calibrate_on_test = False  # evaluate.py --calibrate: fit on the evaluated split
-        self.correct_threshold = 0.5  # the dataset's definition of correct (setup)
-        self.scale_kind = "head"
-        self._epoch_rows = {"val": EpochRows(), "test": EpochRows()}
-        self.calibration_outcomes: dict[str, CalibrationOutcome] = {}  # "val"/"test" → the last epoch's
         self.nonfinite_loss = nonfinite_loss
-        self.channels_last = channels_last
         self.compile = compile
         self.compile_kwargs = dict(compile_kwargs or {})
         self._compiled = False
         self._skip_optimizer_step = False
         self.skipped_steps = 0
-        if channels_last:
-            # Parameters keep this layout through .to(device) and load_state_dict (copy_ keeps the destination's).
-            self.backbone.to(memory_format=torch.channels_last)
-            self.head.to(memory_format=torch.channels_last)
+        self.evaluator: Evaluator | None = None  # the dataset's evaluation, built in setup()
+        self._rows = {"val": TableRows(), "test": TableRows()}
+        self.results: dict[str, EvaluationResult] = {}  # "val" / "test" → the last evaluated epoch
 
-    # ---- forward / predict ---------------------------------------------------------------------------
+    # ---- the network's parts -------------------------------------------------------------------------
+    @property
+    def backbone(self) -> Backbone:
+        return self.network.backbone  # type: ignore[return-value]
+
+    @property
+    def head(self) -> Head:
+        return self.network.head
+
+    @property
+    def flip_test(self) -> bool:
+        return self.network.flip_test
+
+    @property
+    def flip_pairs(self) -> list[tuple[int, int]]:
+        return self.network.flip_pairs
+
+    @property
+    def channels_last(self) -> bool:
+        return self.network.channels_last
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → the head's raw output."""
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.head(self.backbone(images))
+        return self.network.raw(images)
 
-    def predict_coords(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """→ (raw, coords (B, K, 2) x,y input pixels, raw confidence (B, K)), flip-averaged if enabled."""
-        raw = self(images)
-        if self.flip_test:
-            raw_flipped = self(images.flip(-1))
-            coords, scores = self.head.flip_merge(raw, raw_flipped, self.flip_pairs)
-        else:
-            coords, scores = self.head.decode(raw)
-        return raw, coords, scores
-
-    def confidence(self, raw_confidence: torch.Tensor, spread: torch.Tensor | None) -> torch.Tensor:
-        """(B, K) raw confidence [and the head's (B, K) spread] → P(correct) with the fitted calibration; the raw
-        score where there is none."""
-        if self.confidence_map is None:
-            return raw_confidence
-        return self.confidence_map(raw_confidence, spread if self.confidence_map.uses_spread else None)
-
-    def predict_keypoints(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) → (coords (B, K, 2) x,y input pixels, confidence (B, K): calibrated where fitted)."""
-        raw, coords, scores = self.predict_coords(images)
-        spread = self.head.spread(raw) if self.confidence_map is not None and self.confidence_map.uses_spread else None
-        return coords, self.confidence(scores, spread)
-
-    # ---- calibration ---------------------------------------------------------------------------------
-    def set_calibration(self, record: CalibrationRecord | None) -> None:
-        """Use ``record``'s map from now on (None: raw confidences)."""
-        self.calibration = record
-        self.confidence_map = None if record is None else ConfidenceMap.from_state(record.map, self.num_keypoints)
+    def _use_calibration(self) -> None:
+        """The network applies the current calibration map from now on."""
+        self.network.confidence_map = self.calibration.confidence_map()
+        if self.network.confidence_map is not None:
+            self.network.confidence_map.to(self.device)
 
     def load_calibration(self, checkpoint: dict[str, Any]) -> None:
-        """The calibration a checkpoint carries (``checkpoint["kpreg"]["calibration"]``), or none."""
-        saved = (checkpoint.get("kpreg") or {}).get("calibration")
-        self.set_calibration(None if saved is None else CalibrationRecord.from_dict(saved, "checkpoint calibration"))
+        """Use the calibration a checkpoint carries (``checkpoint["kpreg"]["calibration"]``), or none."""
+        self.calibration.load(checkpoint)
+        self._use_calibration()
 
     # ---- lifecycle -----------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if self.compile and not self._compiled:
-            # nn.Module.compile compiles in place: state_dict keys stay "backbone.*" / "head.*" (no "_orig_mod.").
-            self.backbone.compile(**self.compile_kwargs)
-            self.head.compile(**self.compile_kwargs)
+            # nn.Module.compile compiles in place: state_dict keys stay "network.backbone.*" (no "_orig_mod.").
+            self.network.backbone.compile(**self.compile_kwargs)
+            self.network.head.compile(**self.compile_kwargs)
             self._compiled = True
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is None:
@@ -219,13 +188,7 @@ class KeypointModule(pl.LightningModule):
                 f"the data has {datamodule.num_keypoints} keypoints but the model was built for "
                 f"{self.num_keypoints}"
             )
-        spec = datamodule.evaluation()
-        self.val_metric = build_metrics(spec)
-        self.test_metric = build_metrics(spec)
-        # A keypoint is "correct" within the dataset's threshold of its own scale (0.5 head / 0.1 box sizes).
-        self.correct_threshold = float(spec.correct_threshold)
-        self.scale_kind = spec.scale
-        self.val_uncertainty.threshold = self.test_uncertainty.threshold = self.correct_threshold
+        self.evaluator = Evaluator(datamodule.evaluation())
 
     def on_fit_start(self) -> None:
         # A head that learns from the training keypoints (e.g. anchor poses) sees them once, before the first step;
@@ -244,24 +207,25 @@ class KeypointModule(pl.LightningModule):
                 config.scheduler.max_steps = int(self.trainer.estimated_stepping_batches)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if not self.allow_checkpoint_mismatch:
-            check_checkpoint_identity(checkpoint, self.describe(), "the checkpoint")
+        # Whether the checkpoint is this model is checked before training resumes (kpreg.cli.commands); here the
+        # tensors must fit. Called before Lightning loads the weights, so the upgrade of an older layout applies.
+        upgrade_checkpoint(checkpoint)
         check_state_dict_compatible(self, checkpoint["state_dict"])
         self.load_calibration(checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # What a checkpoint needs to be used without its config (plain data: loadable with weights_only=True),
-        # with the calibration of the last validation (fitted on these weights' predictions for best.ckpt).
-        checkpoint["kpreg"] = self.describe()
-        checkpoint["kpreg"]["calibration"] = None if self.calibration is None else self.calibration.to_dict()
+        # with the calibration of the last validation (fitted on these weights' predictions for best.ckpt). The
+        # resolved config is added by the CLI's config callback.
+        checkpoint.setdefault("kpreg", {}).update(self.describe())
+        checkpoint["kpreg"]["calibration"] = self.calibration.state()
 
     def describe(self) -> dict[str, Any]:
-        """The model's identity in plain data: head, keypoints, input size, backbone, the resolved config."""
-        head_args = dict(getattr(self.head, "init_args", {}))
+        """The model's identity in plain data: head, backbone, keypoints, input size, how the network runs."""
         return {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "head": {"class_path": f"{type(self.head).__module__}.{type(self.head).__qualname__}",
-                     "init_args": head_args},
+                     "init_args": dict(getattr(self.head, "init_args", {}))},
             "backbone": self.backbone.name,
             "num_keypoints": self.num_keypoints,
             "keypoint_names": list(self.keypoint_names),
@@ -269,7 +233,8 @@ class KeypointModule(pl.LightningModule):
             "flip_pairs": [list(p) for p in self.flip_pairs],
             "sigmas": list(self.sigmas),
             "input_size": list(self.input_size),
-            "config": self.run_config,
+            "network": {"feature_index": self.feature_index, "backbone_kwargs": self.backbone_kwargs,
+                        "flip_test": self.flip_test, "channels_last": self.channels_last},
         }
 
     # ---- losses --------------------------------------------------------------------------------------
@@ -284,9 +249,9 @@ class KeypointModule(pl.LightningModule):
             out[name] = reduce_keypoint_losses(term.detach(), visibility)
         return out
 
-    # ---- steps ---------------------------------------------------------------------------------------
+    # ---- training ------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        raw = self(batch["image"])
+        raw = self.network.raw(batch["image"])
         losses = self.compute_loss(raw, batch["keypoints"], batch["visibility"], batch.get("scale"))
         loss = losses["loss"]
         if self._any_rank(not bool(torch.isfinite(loss.detach()).all())):
@@ -326,132 +291,72 @@ class KeypointModule(pl.LightningModule):
             optimizer.zero_grad(set_to_none=True)
             self._skip_optimizer_step = False
 
-    def _evaluate_batch(self, batch: dict[str, Any], metric: KeypointMetrics | None, prefix: str) -> None:
-        """Loss of the batch; its predictions are kept for the end of the epoch (``_finish_epoch``)."""
-        raw, coords, scores = self.predict_coords(batch["image"])
+    # ---- evaluation ----------------------------------------------------------------------------------
+    def _evaluate_batch(self, batch: dict[str, Any], prefix: str) -> None:
+        """The batch's loss (logged) and its rows of the evaluation table."""
+        out = self.network.run(batch["image"])
         meta = batch["meta"]
-        padding = meta.get("padding")
-        if padding is not None and bool(padding.any()):
-            # Distributed evaluation pads shards to equal length (kpreg.data.samplers); pads never count.
-            keep = ~padding.bool()
-            raw, coords, scores, meta = raw[keep], coords[keep], scores[keep], select_rows(meta, keep)
-            keypoints, visibility = batch["keypoints"][keep], batch["visibility"][keep]
-            scale = batch["scale"][keep] if "scale" in batch else None
-        else:
-            keypoints, visibility, scale = batch["keypoints"], batch["visibility"], batch.get("scale")
-        if len(raw) == 0:
-            return
-        if metric is None:
-            raise RuntimeError("evaluation without a datamodule: the dataset's metrics are built in setup()")
-        losses = self.compute_loss(raw, keypoints, visibility, scale)
-        self.log(f"{prefix}/loss", losses["loss"], on_epoch=True, batch_size=len(raw), sync_dist=True)
-        coords_orig = apply_affine(coords.double(), meta["affine_inv"])  # (B, K, 2) original px
-        # The spread is the unflipped prediction's (flip_merge averages coordinates, not distributions).
-        self._epoch_rows[prefix].add(coords_orig, scores, self.head.spread(raw), meta)
+        # Distributed evaluation pads shards to equal length (kpreg.data.samplers): pads stay in the table's rows
+        # (flagged, dropped after the gather) but never count in the loss.
+        keep = ~meta["padding"].bool().to(self.device) if "padding" in meta else None
+        rows = slice(None) if keep is None else keep
+        if keep is None or bool(keep.any()):
+            losses = self.compute_loss(out.raw[rows], batch["keypoints"][rows], batch["visibility"][rows],
+                                       batch["scale"][rows] if "scale" in batch else None)
+            self.log(f"{prefix}/loss", losses["loss"], on_epoch=True, batch_size=int(out.raw[rows].shape[0]),
+                     sync_dist=True)
+        coords_orig = apply_affine(out.coords.double(), meta["affine_inv"])  # (B, K, 2) original px
+        self._rows[prefix].add(coords_orig, out.raw_confidence, out.spread, meta)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate_batch(batch, self.val_metric, "val")
+        self._evaluate_batch(batch, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate_batch(batch, self.test_metric, "test")
+        self._evaluate_batch(batch, "test")
 
     def on_validation_epoch_start(self) -> None:
-        self._epoch_rows["val"].clear()
-
-    def _finish_epoch(self, prefix: str) -> None:
-        """Decide the epoch's confidence (``kpreg.training.calibration``), then feed the metrics with it."""
-        rows = self._epoch_rows[prefix]
-        metric = self.val_metric if prefix == "val" else self.test_metric
-        uncertainty = self.val_uncertainty if prefix == "val" else self.test_uncertainty
-        if prefix == "test":
-            self._test_predictions = []
-        if len(rows) == 0 or metric is None:
-            rows.clear()
-            return
-        enabled = self.calibration_method != "none"
-        sanity = self._trainer is not None and self.trainer.sanity_checking  # a sanity check never fits
-        fit = enabled and ((prefix == "val" and not sanity) or (prefix == "test" and self.calibrate_on_test))
-        table, positions = gather_table(EpochTable.of(rows))
-        outcome = calibrate_epoch(
-            table, fit=fit, method=self.calibration_method, record=self.calibration if enabled else None,
-            threshold=self.correct_threshold, scale=self.scale_kind, flip_test=self.flip_test,
-            split="validation" if prefix == "val" else "evaluated", num_keypoints=self.num_keypoints)
-        if fit and outcome.mode != "fitted":
-            rank_zero_warn(f"{prefix}: too few labelled samples ({len(table.index)}) to cross-fit a calibration "
-                           f"({outcome.note})")
-        if outcome.mode == "applied" and self.calibration is not None and self.calibration.flip_test != self.flip_test:
-            kinds = {True: "flip-tested", False: "single-pass"}
-            rank_zero_warn(f"the calibration was fitted on {kinds[self.calibration.flip_test]} confidences and is "
-                           f"applied to {kinds[self.flip_test]} ones")
-        if outcome.mode == "fitted":
-            self.set_calibration(outcome.record)
-        self.calibration_outcomes[prefix] = outcome
-        confidence = outcome.confidence[positions]  # (S_local, K) this process's rows
-        for coords, conf, spread, meta in rows.batches(confidence):
-            # Back on the module's device, where the metrics' states live (DDP syncs them there).
-            coords, conf, spread, meta = to_device((coords, conf, spread, meta), self.device)
-            metric.update(coords, conf, meta)
-            uncertainty.update(coords, conf, meta, spread)
-            if prefix == "test":
-                self._test_predictions.append((meta["index"].cpu(), coords.cpu(), conf.float().cpu()))
-        rows.clear()
-        self.log_dict({f"{prefix}/{k}": v for k, v in finite_scores(outcome.scores).items()}, sync_dist=False)
-
-    def _log_metric(self, metric: KeypointMetrics | None, prefix: str) -> dict[str, float]:
-        if metric is None:
-            return {}
-        # torchmetrics reduces the states over all processes in compute(): every rank gets the global value.
-        values = metric.compute()
-        # The PCK-vs-threshold curve, for the run logging callback and evaluate.py's pck_curve.json; read before
-        # reset() because it needs the accumulated states.
-        curve = metric.curve()
-        if curve is not None:
-            self.metric_curves[prefix] = curve
-        metric.reset()
-        self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, sync_dist=False)
-        # val/score: the primary key, whatever its direction (the checkpoint callback's mode follows it).
-        self.log(f"{prefix}/score", values[metric.primary], prog_bar=True)
-        return values
-
-    def _log_uncertainty(self, metric: UncertaintyMetric, prefix: str) -> dict[str, float]:
-        values = metric.compute() if metric.update_count else {}
-        metric.reset()
-        self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, sync_dist=False)
-        return values
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_epoch("val")
-        self._log_metric(self.val_metric, "val")
-        self._log_uncertainty(self.val_uncertainty, "val")
+        self._rows["val"].clear()
 
     def on_test_epoch_start(self) -> None:
-        self._test_predictions = []
-        self._epoch_rows["test"].clear()
+        self._rows["test"].clear()
+
+    def on_validation_epoch_end(self) -> None:
+        sanity = self._trainer is not None and self.trainer.sanity_checking  # a sanity check never fits
+        self._finish_epoch("val", fit=not sanity, split="validation")
 
     def on_test_epoch_end(self) -> None:
-        self._finish_epoch("test")
-        self.test_results = self._log_metric(self.test_metric, "test")
-        # Kept apart from test_results, whose keys are the dataset metric's (the --json file's contract).
-        self.test_uncertainty_results = self._log_uncertainty(self.test_uncertainty, "test")
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            # Every rank holds the predictions of its shard; gather them so that rank 0 can write the file.
-            gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, self._test_predictions)
-            self._test_predictions = [p for rank_predictions in gathered for p in rank_predictions]
+        self._finish_epoch("test", fit=False, split="evaluated")
 
-    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(indices (N,), coords (N, K, 2) original pixels, scores (N, K)) of the last test run (all processes),
-        in dataset order, one row per sample index."""
-        indices = torch.cat([p[0] for p in self._test_predictions])
-        coords = torch.cat([p[1] for p in self._test_predictions])
-        scores = torch.cat([p[2] for p in self._test_predictions])
-        # Padding is already dropped per batch; de-duplicating by index as well costs nothing and guarantees
-        # one row per sample whatever sampler a datamodule uses.
-        order = torch.argsort(indices, stable=True)
-        indices, coords, scores = indices[order], coords[order], scores[order]
-        first = torch.ones_like(indices, dtype=torch.bool)
-        first[1:] = indices[1:] != indices[:-1]
-        return indices[first], coords[first], scores[first]
+    def _finish_epoch(self, prefix: str, fit: bool, split: str) -> None:
+        rows = self._rows[prefix]
+        if len(rows) == 0 or self.evaluator is None:
+            rows.clear()
+            return
+        table = gather_table(rows)
+        rows.clear()
+        result = self.evaluate_table(table, fit=fit, split=split)
+        self.results[prefix] = result
+        values = {**result.metrics, **result.uncertainty, **result.calibration.finite_scores()}
+        self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, sync_dist=False)
+        # val/score: the primary key, whatever its direction (the checkpoint callback's mode follows it).
+        self.log(f"{prefix}/score", result.metrics[self.evaluator.metrics.primary], prog_bar=True)
+
+    def evaluate_table(self, table: EvaluationTable, fit: bool, split: str) -> EvaluationResult:
+        """Calibrate (fitting a new map when ``fit``) and score an evaluation table with the dataset's metrics."""
+        if self.evaluator is None:
+            raise RuntimeError("evaluation without a datamodule: the dataset's metrics are built in setup()")
+        stored = self.calibration.record
+        result = self.evaluator.evaluate(table, self.calibration, fit=fit, flip_test=self.flip_test, split=split)
+        outcome = result.calibration
+        if fit and self.calibration.enabled and outcome.mode != "fitted":
+            rank_zero_warn(f"{split}: {outcome.note}")
+        if outcome.mode == "fitted":
+            self._use_calibration()
+        elif outcome.mode == "applied" and stored is not None and stored.flip_test != self.flip_test:
+            kinds = {True: "flip-tested", False: "single-pass"}
+            rank_zero_warn(f"the calibration was fitted on {kinds[stored.flip_test]} confidences and is "
+                           f"applied to {kinds[self.flip_test]} ones")
+        return result
 
     # ---- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -464,20 +369,3 @@ class KeypointModule(pl.LightningModule):
         )
         interval = getattr(scheduler, "interval", "epoch")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
-
-
-def select_rows(meta: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
-    """The rows ``keep`` (B,) bool of every per-sample entry of a collated ``meta`` (tensors, lists, dicts)."""
-    batch = len(keep)
-    rows = keep.nonzero().flatten().tolist()
-    out: dict[str, Any] = {}
-    for key, value in meta.items():
-        if isinstance(value, torch.Tensor) and value.ndim > 0 and len(value) == batch:
-            out[key] = value[keep.to(value.device)]
-        elif isinstance(value, dict):
-            out[key] = select_rows(value, keep)
-        elif isinstance(value, (list, tuple)) and len(value) == batch:
-            out[key] = [value[i] for i in rows]
-        else:
-            out[key] = value
-    return out

@@ -1,28 +1,32 @@
 """The primary metric of a config: the key that selects the best checkpoint, and its direction.
 
-Read from the config alone (the datamodule class's default or ``data.init_args.primary_metric``), so that the
-checkpoint callback's mode and a wandb sweep's goal are set before anything is built.
+Read from the config alone (``data.init_args.primary_metric``, else the primary key of the datamodule class's first
+metric family), so that the checkpoint callback's mode and a wandb sweep's goal are set before anything is built.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from kpreg.metrics import higher_is_better
+from kpreg.classpath import ClassPathError, import_class_path
+from kpreg.metrics import declared_columns, declared_keypoint_columns, default_primary, higher_is_better
 
 
 def primary_metric(data_class_path: str, init_args: Mapping[str, Any] | None) -> tuple[str, bool]:
     """(primary metric key, whether higher is better) for a datamodule class path and its init arguments."""
-    module_name, _, class_name = str(data_class_path).rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"data.class_path: cannot import {data_class_path!r} ({err})") from None
-    primary = (init_args or {}).get("primary_metric") or getattr(cls, "default_primary_metric", "MeanError")
-    direction = higher_is_better(primary)
+        cls = import_class_path(data_class_path)
+    except ClassPathError as err:
+        raise ValueError(f"data.class_path: {err}") from None
+    families = getattr(cls, "metric_families", None)
+    if not families:
+        raise ValueError(f"data.class_path: {data_class_path!r} declares no metric_families (not a kpreg datamodule)")
+    primary = (init_args or {}).get("primary_metric") or default_primary(families)
+    direction = higher_is_better(primary, families)
     if direction is None:
-        raise ValueError(f"data.init_args.primary_metric: unknown metric key {primary!r} (e.g. Mean, AP, MeanError, "
-                         "MedianError, PCK@0.1, PCK@5px; evaluate.py prints every key its dataset reports)")
+        keys = [c.key for c in declared_columns(families, getattr(cls, "keypoint_names", ()))]
+        per_keypoint = [f"{c.key}/<keypoint>" for c in declared_keypoint_columns(families)]
+        raise ValueError(f"data.init_args.primary_metric: unknown metric key {primary!r} for {cls.__name__}, whose metrics "
+                         f"report {', '.join(keys)} and per keypoint {', '.join(per_keypoint)}")
     return primary, direction

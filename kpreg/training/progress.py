@@ -7,13 +7,12 @@ every ``every_n_seconds`` (and at each epoch's end)::
     epoch 1/4  step 120/300 (40%)  loss 0.0123  6.1 it/s  ETA 0:00:30
     epoch 1/4  validation  val/score 84.63  val/loss 0.0021  (12.3 s)
 
-``train.py`` uses it when standard output is not a terminal, the rich bar otherwise
-(``KPREG_PROGRESS=lines|rich|none`` forces one).
+``train.py`` uses it when standard output is not a terminal, Lightning's bar otherwise (``kpreg.progress``:
+how the display is chosen).
 """
 
 from __future__ import annotations
 
-import datetime
 import sys
 import time
 from typing import Any, TextIO
@@ -21,9 +20,7 @@ from typing import Any, TextIO
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks.progress.progress_bar import ProgressBar
 
-
-def _fmt_duration(seconds: float) -> str:
-    return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
+from kpreg.progress import format_duration
 
 
 def _fmt_value(value: Any) -> str:
@@ -94,7 +91,7 @@ class LogLineProgress(ProgressBar):
             parts.append(f"loss {_fmt_value(loss)}")
         parts.append(f"{rate:.1f} it/s")
         if isinstance(total, int) and total > 0 and rate > 0:
-            parts.append(f"ETA {_fmt_duration((total - done) / rate)}")
+            parts.append(f"ETA {format_duration((total - done) / rate)}")
         self._print("  ".join(parts))
 
     # ---- validation and test -----------------------------------------------------------------------------

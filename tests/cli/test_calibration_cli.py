@@ -8,10 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import TINY_SYNTHETIC, csv_logger, run_script
+from testkit.cli import TINY_SYNTHETIC, csv_logger, run_script
 
+from kpreg.formats.predictions import read_predictions
 from kpreg.metrics.calibration import CalibrationRecord, ConfidenceMap, confidence_map_of
 from kpreg.training.checkpoint import read_checkpoint
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +54,8 @@ def test_evaluate_scores_out_of_fold_and_writes_the_confidence_files(run_dir: Pa
     n = int(info["scores"]["Keypoints"])
     assert points["raw"].shape == points["calibrated"].shape == points["correct"].shape == (n,)
     assert (tmp_path / "reliability.png").stat().st_size > 1000
-    predictions = json.loads((tmp_path / "predictions.json").read_text())["predictions"]
-    scores = np.array([p["scores"] for p in predictions])  # (16, 16): the written confidence is P(correct)
-    assert ((scores > 0.0) & (scores < 1.0)).all()
+    confidence = read_predictions(tmp_path / "predictions.json").confidence  # (16, 16): P(correct), 1e-6 steps
+    assert confidence.shape == (16, 16) and ((confidence > 0.0) & (confidence < 1.0)).all()
 
 
 def test_calibrate_fits_on_the_evaluated_split_and_writes_a_calibrated_checkpoint(run_dir: Path, tmp_path: Path) -> None:

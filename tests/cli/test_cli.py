@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cli_helpers import REPO, TINY_SYNTHETIC, csv_logger, run_script
-from fault_helpers import final_val_metrics
+from testkit.cli import REPO, TINY_SYNTHETIC, csv_logger, run_script
+from testkit.faults import final_val_metrics
+
+from kpreg.formats.predictions import read_predictions
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +54,8 @@ def test_evaluate_writes_metrics_and_predictions(trained_run: Path, tmp_path: Pa
         assert key in metrics
     assert 0.0 <= metrics["Mean@0.1"] <= metrics["Mean"] <= 100.0
     assert "PCKh@0.5" in result.stdout and "median" in result.stdout  # the tables are printed
-    predictions = json.loads((out.parent / "predictions.json").read_text())["predictions"]
-    assert [p["index"] for p in predictions] == list(range(12))
-    assert len(predictions[0]["keypoints"]) == 16
+    predictions = read_predictions(out.parent / "predictions.json")  # the schema of predict.py's file
+    assert predictions.index.tolist() == list(range(12)) and predictions.num_keypoints == 16
 
     no_flip = tmp_path / "noflip.json"
     result = run_script(

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from coco_fixture import make_coco_fixture
+from testkit.coco import make_coco_fixture
 
 from kpreg.cli import evaluate_main, train_main
 from kpreg.metrics.oks import STAT_NAMES
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CONFIG = CONFIGS / "data" / "animal_coco.yaml"

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from coco_fixture import make_coco_fixture
-from dlc_fixture import make_dlc_project
-from mpii_fixture import make_mpii_root
+from testkit.coco import make_coco_fixture
+from testkit.dlc import make_dlc_project
+from testkit.mpii import make_mpii_root
 
 from kpreg.cli.lightning import make_cli
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DATA_PARTS = sorted((CONFIGS / "data").glob("*.yaml"))
@@ -118,7 +120,7 @@ def test_run_directory_and_checkpoint_mode_follow_the_parts(tmp_path: Path) -> N
         make_cli([*args, "--data.init_args.primary_metric", "Meen"], evaluate=False)
 
 
-# Issue 17's options, through the real batch (its ``scale``) and the linked OKS sigmas, on the synthetic part.
+# The regression options (OKS loss, FreeAnchor, OHKM …), through the real batch (its ``scale``) and the linked OKS sigmas, on the synthetic part.
 OPTIONS = {
     "fc-oks": ("fc", ["--model.head.init_args.loss", "oks"]),
     "softargmax-oks": ("softargmax", ["--model.head.init_args.loss", "oks"]),

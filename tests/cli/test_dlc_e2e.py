@@ -10,11 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dlc_fixture import DLCProject, make_dlc_project
-from fault_helpers import final_val_metrics, one_line
+from testkit.dlc import DLCProject, make_dlc_project
+from testkit.faults import final_val_metrics, one_line
 
 from kpreg.cli import evaluate_main, train_main
 from kpreg.formats.deeplabcut import read_collected_data
+from kpreg.formats.predictions import read_predictions
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PARTS = ["--config", str(CONFIGS / "data" / "deeplabcut.yaml"),
@@ -62,13 +65,15 @@ def test_train_evaluate_writes_pixel_metrics_and_a_deeplabcut_table(
         assert metrics[key] == pytest.approx(val[f"val/{key}"], rel=1e-5, abs=1e-5), key
     info = json.loads((metrics_path.parent / "metric_info.json").read_text())
     assert info["primary"] == "MeanError" and info["higher_is_better"] is False and info["flip_test"] is (flip == "true")
-    # predictions: JSON (the study report draws it) and a DeepLabCut table of the 4 validation frames
-    predictions = json.loads((metrics_path.parent / "predictions.json").read_text())["predictions"]
+    # predictions: predictions.json (predict.py's schema; the study report draws it) and a DeepLabCut table of the 4
+    # validation frames, written from the same predictions
+    predictions = read_predictions(metrics_path.parent / "predictions.json")
     table = read_collected_data(metrics_path.parent / "predictions.csv")
     assert len(predictions) == table.num_images == 4
-    assert list(table.image_paths) == [p["image"] for p in predictions]
-    np.testing.assert_allclose(table.keypoints, [p["keypoints"] for p in predictions], atol=1e-6)
+    assert predictions.file_name == table.image_paths and predictions.frame_index.tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(table.keypoints, predictions.keypoints, atol=1e-4)
     assert table.likelihood is not None and table.labelled.all()
+    np.testing.assert_allclose(table.likelihood, predictions.confidence, atol=1e-6)
 
 
 def test_bad_project_is_one_line_naming_file_and_line(project: DLCProject, tmp_path: Path,

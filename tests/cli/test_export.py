@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_in_process
+from testkit.cli import run_in_process
 
 import kpreg
 from kpreg.cli.export import main as export_main
 from kpreg.data.synthetic import render_figure
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 FORMATS = [

@@ -9,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from testkit.mpii import make_mpii_root
+
 from kpreg.formats.mpii import MPII_JOINT_NAMES
 from kpreg.metrics.mpii_score import SUMMARY_KEYS, score_mpii_files
-from tests.mpii_fixture import make_mpii_root
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 REPO = Path(__file__).resolve().parents[2]
 

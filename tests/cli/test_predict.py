@@ -15,16 +15,19 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import run_in_process, run_script
+from testkit.cli import run_in_process, run_script
+from testkit.media import truncate
 
 import kpreg
 from kpreg.cli import evaluate_main
 from kpreg.cli.predict import main as predict_main
 from kpreg.data.synthetic import render_figure
 from kpreg.formats.mpii import MPII_JOINT_NAMES, MPII_SKELETON
+from kpreg.formats.predictions import read_predictions
 from kpreg.metrics.coco_score import score_coco_files
 from kpreg.metrics.oks import OKS_COLUMNS
-from tests.inference.media import truncate
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 N_IMAGES = 5
 N_FRAMES = 12
@@ -107,6 +110,7 @@ def test_folder_end_to_end_json_scored_and_csv_read_by_pandas(
     entries = json.loads((out / "predictions.json").read_text())
     assert [(e["file_name"], e["image_id"], e["frame_index"]) for e in entries] == \
         [(n, 100 + i, i) for i, n in enumerate(names)]
+    assert read_predictions(out / "predictions.json").index.tolist() == list(range(N_IMAGES))  # evaluate.py's schema
     api = kpreg.load(tiny_checkpoint, device="cpu").predict([figure(i) for i in range(N_IMAGES)])
     for entry, prediction in zip(entries, api):
         triplets = np.array(entry["keypoints"]).reshape(-1, 3)  # (K, 3) x, y, confidence

@@ -10,14 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import REPO, run_script
+import yaml
 from PIL import Image
-from wandb_records import run_contents
+from testkit.cli import REPO, run_script
+from testkit.wandb_records import run_contents
 
+from kpreg.cli import train_main
+from kpreg.cli.lightning import train_parser
 from kpreg.cli.study import build_parser
-from kpreg.compare.study import RunClaim, Study, merge
+from kpreg.compare.study import RunClaim, Study
 from kpreg.formats.mpii import MPII_JOINT_NAMES
 from kpreg.metrics.pckh import PCKh
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 TINY = [
     "--set", "model.backbone=test_resnet",
@@ -116,12 +121,17 @@ def test_offline_wandb_run_compares_well(study: dict) -> None:
         assert panel.size[0] > 8 * 100  # eight validation images side by side
 
 
-def _study(*argv: str) -> Study:
-    return Study(build_parser().parse_args([*argv, "--out", "unused"]))
+@pytest.fixture(scope="module")
+def parser():
+    return train_parser()
 
 
-def test_grid_fc_once_per_seed_and_labels() -> None:
-    study = _study("--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "dsnt,fc",
+def _study(parser, *argv: str) -> Study:
+    return Study(build_parser().parse_args([*argv, "--out", "unused"]), parser)
+
+
+def test_grid_fc_once_per_seed_and_labels(parser) -> None:
+    study = _study(parser, "--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "dsnt,fc",
                    "--strides", "4,16", "--seeds", "0,1", "--grid", "model.head.init_args.neck_channels=16,32",
                    "--name", "g", "--set", "trainer.max_epochs=1")
     runs = study.runs()
@@ -138,30 +148,50 @@ def test_grid_fc_once_per_seed_and_labels() -> None:
     assert logger["group"] == "g" and {"dsnt", "synthetic", "stride16"} <= set(logger["tags"])
     assert final["trainer"]["default_root_dir"] == logger["save_dir"] == "/x/run"
     with pytest.raises(ValueError, match="key=value"):
-        _study("--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "fc", "--set", "novalue")
+        _study(parser, "--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "fc", "--set", "novalue")
     with pytest.raises(ValueError, match="no model.head"):
-        _study("--config", str(REPO / "configs/data/synthetic.yaml"))  # a data part alone names no head
+        _study(parser, "--config", str(REPO / "configs/data/synthetic.yaml"))  # a data part alone names no head
     with pytest.raises(FileNotFoundError, match="known heads: .*heatmap"):
-        _study("--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "heatmapp")
+        _study(parser, "--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "heatmapp")
 
 
-def test_merge_follows_jsonargparse_except_that_another_class_replaces_its_section() -> None:
-    base = {"trainer": {"max_epochs": 4, "precision": "32-true"},
-            "model": {"head": {"class_path": "a.A", "init_args": {"sigma": 2.0, "output_stride": 4}}}}
-    part = {"trainer": {"max_epochs": 1}, "model": {"head": {"class_path": "b.B", "init_args": {"radius": 3.0}}}}
-    merged = merge(base, part)
-    assert merged["trainer"] == {"max_epochs": 1, "precision": "32-true"}
-    assert merged["model"]["head"] == {"class_path": "b.B", "init_args": {"radius": 3.0}}  # no carried sigma
-    same = merge(base, {"model": {"head": {"class_path": "a.A", "init_args": {"sigma": 1.0}}}})
-    assert same["model"]["head"]["init_args"] == {"sigma": 1.0, "output_stride": 4}
-    assert base["trainer"]["max_epochs"] == 4  # the inputs are not changed
+def test_a_run_config_is_what_train_py_resolves(parser, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run's config is train.py's own resolution of the same command line (its --print_config): the parts merged
+    in order (a head part of another class keeps the earlier head's arguments that it takes, drops the others), then
+    the run's seed, grid and --set values."""
+    protocol = tmp_path / "protocol.yaml"  # a protocol part that brings a head of its own
+    protocol.write_text(yaml.safe_dump({"trainer": {"max_epochs": 7}, "model": {"head": {
+        "class_path": "kpreg.heads.HeatmapHead", "init_args": {"output_stride": 8, "sigma": 3.0}}}}))
+    head_part = tmp_path / "my_dsnt.yaml"
+    head_part.write_text(yaml.safe_dump({"model": {"head": {"class_path": "kpreg.heads.DSNTHead",
+                                                            "init_args": {"reg_weight": 0.5}}}}))
+    study = _study(parser, "--config", str(REPO / "configs/data/synthetic.yaml"), "--config", str(protocol),
+                   "--heads", str(head_part), "--seeds", "3", "--grid", "model.head.init_args.reg_sigma=2.0",
+                   "--set", "trainer.max_epochs=2")
+    ((spec, config),) = study.runs()
+    assert spec.name == "my_dsnt-s8-reg_sigma2.0-seed3"
+    try:
+        train_main(["--config", "configs/data/synthetic.yaml", "--config", str(protocol), "--config", str(head_part),
+                    "--seed_everything", "3", "--model.head.init_args.reg_sigma", "2.0", "--trainer.max_epochs", "2",
+                    "--print_config"])
+    except SystemExit as stop:
+        assert not stop.code
+    assert config == yaml.safe_load(capsys.readouterr().out)
+    head = config["model"]["head"]
+    assert head["class_path"] == "kpreg.heads.DSNTHead" and "sigma" not in head["init_args"]
+    assert head["init_args"]["output_stride"] == 8 and head["init_args"]["reg_weight"] == 0.5
+    assert config["seed_everything"] == 3 and config["trainer"]["max_epochs"] == 2
+    with pytest.raises(ValueError, match="dsnt with .*--trainer.max_epochz"):
+        _study(parser, "--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "dsnt",
+               "--set", "trainer.max_epochz=2").runs()  # a key train.py does not know: named, no exit
 
 
 def test_parallel_runners_skip_a_claimed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two runners on one study directory: a run another runner holds is skipped, not run twice; once the
     holder lets go (or dies), the run is free again."""
     study = Study(build_parser().parse_args(["--config", str(REPO / "configs/data/synthetic.yaml"),
-                                             "--heads", "heatmap", "--strides", "4,8", "--out", str(tmp_path)]))
+                                             "--heads", "heatmap", "--strides", "4,8", "--out", str(tmp_path)]),
+                  train_parser())
     executed: list[str] = []
 
     def fake_execute(self: Study, spec, config, run_dir: Path) -> None:

@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_script
-from dlc_fixture import make_dlc_project
 from PIL import Image
+from testkit.cli import run_script
+from testkit.dlc import make_dlc_project
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 TINY = [
     "--set", "model.backbone=test_resnet",
@@ -49,7 +51,7 @@ def test_report_of_a_lower_is_better_primary(study: Path) -> None:
     assert "| Head | Stride | **mean error (px)** | median error (px) |" in report  # the primary first, bold
     assert "PCK@0.1 (%)" in report and "PCK@5px (%)" in report and "| AP |" in report
     assert "lower is better" in report
-    assert "## Mean error per keypoint (px)" in report and "| snout | leftear | rightear | tailbase |" in report
+    assert "## mean error (px) per keypoint" in report and "| snout | leftear | rightear | tailbase |" in report
     for row in ("| heatmap | 4 |", "| fc | – |"):
         assert row in report
     for name in ("accuracy_vs_stride.png", "pck_vs_threshold.png", "accuracy_vs_cost.png", "predictions_grid.png"):

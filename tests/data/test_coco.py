@@ -1,4 +1,4 @@
-"""COCODataModule on the tiny fixture of tests/coco_fixture.py (written to tmp_path, no real data)."""
+"""COCODataModule on the tiny fixture of tests/testkit/coco.py (written to tmp_path, no real data)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from coco_fixture import INSTANCE_BOXES, UNLABELLED_IN_IMAGE_3, CocoFixture, make_coco_fixture
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from testkit.coco import INSTANCE_BOXES, UNLABELLED_IN_IMAGE_3, CocoFixture, make_coco_fixture
 
 from kpreg.cli import evaluate_main
 from kpreg.coords import apply_affine
 from kpreg.data.coco import COCODataModule
 from kpreg.data.topdown import Augmentation, DataError
 from kpreg.formats.coco import COCO_FLIP_PAIRS, COCO_SIGMAS
+from kpreg.formats.oks import instance_score
+from kpreg.formats.predictions import read_predictions
 from kpreg.metrics import build_metrics
 from kpreg.metrics.coco_score import score_coco_files
 from kpreg.metrics.oks import STAT_NAMES
@@ -158,7 +160,8 @@ def test_perfect_predictions_score_ap_one(fx: CocoFixture) -> None:
     dm = _dm(fx)
     batches, pred, scores = _predictions(dm, 0.0)
     metrics = _feed(dm, batches, pred, scores)
-    assert dm.primary_metric == "AP" and set(STAT_NAMES) <= set(metrics) and metrics["MeanError"] == 0.0
+    assert build_metrics(dm.evaluation()).primary == "AP"  # OKS AP leads COCO's metrics
+    assert set(STAT_NAMES) <= set(metrics) and metrics["MeanError"] == 0.0
     assert metrics["AP"] == pytest.approx(1.0) and metrics["AR"] == pytest.approx(1.0)
 
 
@@ -197,10 +200,19 @@ def test_results_json_scores_the_same_through_evaluate_score(fx: CocoFixture, tm
     scores = torch.from_numpy(rng.uniform(0, 1, (n, dm.num_keypoints)))  # threshold 0.2 matters
     in_eval = _feed(dm, batches, pred, scores)
     indices = torch.cat([b["meta"]["index"] for b in batches])
-    [path] = dm.write_predictions(tmp_path, indices, pred, scores.float().double())
-    assert path.name == "results.json"
+    written = {p.name: p for p in dm.write_predictions(tmp_path, indices, pred, scores.float().double())}
+    assert set(written) == {"results.json", "predictions.json"}
+    path = written["results.json"]
     results = json.loads(path.read_text())
     assert {r["image_id"] for r in results} <= set(fx.image_ids["val"])
+    # predictions.json: every sample (no NMS), where it came from, and the metric's instance scores
+    every = read_predictions(written["predictions.json"])
+    assert every.index.tolist() == list(range(n))
+    assert every.image_id.tolist() == [rec.extra["image_id"] for rec in dm.records["val"]]
+    assert every.file_name == tuple(Path(rec.image_path).relative_to(fx.images).as_posix() for rec in dm.records["val"])
+    np.testing.assert_allclose(every.keypoints, pred.numpy(), atol=1e-4)
+    box_score = np.array([rec.extra["box_score"] for rec in dm.records["val"]])  # (N,)
+    np.testing.assert_allclose(every.score, instance_score(scores.numpy(), box_score, dm.kp_score_thr), atol=1e-6)
     out = tmp_path / "scored.json"
     evaluate_main(["score", "--dataset", "coco", "--gt", str(fx.val_ann), "--pred", str(path), "--json", str(out)])
     scored = json.loads(out.read_text())
@@ -288,6 +300,7 @@ def test_gt_without_area_and_num_keypoints_scores_the_same_in_both_places(fx: Co
     batches, pred, scores = _predictions(dm, 1.0)
     in_eval = _feed(dm, batches, pred, scores)
     indices = torch.cat([b["meta"]["index"] for b in batches])
-    [path] = dm.write_predictions(tmp_path, indices, pred, scores)
+    path = tmp_path / "results.json"
+    assert path in dm.write_predictions(tmp_path, indices, pred, scores)
     assert 0.0 < in_eval["AP"] < 1.0
     assert score_coco_files(val, path) == pytest.approx({k: in_eval[k] for k in STAT_NAMES}, abs=1e-12)

@@ -1,4 +1,4 @@
-"""DeepLabCutDataModule on generated projects (tests/dlc_fixture.py): splits, boxes, flip pairs from names, skips
+"""DeepLabCutDataModule on generated projects (tests/testkit/dlc.py): splits, boxes, flip pairs from names, skips
 counted and printed, each bad input with one message naming the file and the line, the in-memory COCO ground truth
 and the predictions it writes."""
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testkit.dlc import DLCProject, make_dlc_project
 
 from kpreg.coords import apply_affine, box_to_center_size
 from kpreg.data.deeplabcut import DeepLabCutDataModule
 from kpreg.data.errors import DataError
 from kpreg.formats.deeplabcut import DLCFormatError, read_collected_data
 from kpreg.metrics import build_metrics
-from tests.dlc_fixture import DLCProject, make_dlc_project
 
 
 def _dm(project: DLCProject | Path, **kwargs) -> DeepLabCutDataModule:
@@ -36,7 +36,7 @@ def test_layout_from_the_header_and_flip_pairs_from_names(project: DLCProject) -
     assert dm.flip_pairs == [(1, 2)]  # leftear / rightear
     assert dm.flip_augmentation and dm.augmentation.photometric
     assert dm.sigmas == [0.05] * 4 and dm.skeleton == []
-    assert dm.primary_metric == "MeanError"
+    assert dm.metric_families[0] == "pixel" and build_metrics(dm.evaluation()).primary == "MeanError"
     given = _dm(project, flip_pairs=[], skeleton=[["snout", "leftear"], [0, 3]], sigmas=[0.1, 0.2, 0.2, 0.3])
     assert given.flip_pairs == [] and not given.flip_augmentation  # no pairs: the default augmentation never flips
     assert given.skeleton == [(0, 1), (0, 3)] and given.sigmas == [0.1, 0.2, 0.2, 0.3]

@@ -1,4 +1,4 @@
-"""MPIIDataModule on a generated MPII-format fixture (tests/mpii_fixture.py): contract, geometry,
+"""MPIIDataModule on a generated MPII-format fixture (tests/testkit/mpii.py): contract, geometry,
 gt_valid.mat row order, the metric path (in-training PCKh == scoring the written pred.mat), bad input."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testkit.mpii import MPIIFixture, make_mpii_root
 
 from kpreg.cli.score import score_main
 from kpreg.coords import apply_affine, flip_permutation
@@ -17,8 +18,7 @@ from kpreg.data.sample import META_KEYS, SAMPLE_KEYS
 from kpreg.data.topdown import DataError
 from kpreg.formats.mpii import MPII_FLIP_PAIRS, MPII_JOINT_NAMES, load_predictions, save_pred_mat
 from kpreg.metrics import build_metrics
-from kpreg.metrics.mpii_score import SUMMARY_KEYS, score_mpii_files_detailed
-from tests.mpii_fixture import MPIIFixture, make_mpii_root
+from kpreg.metrics.mpii_score import SUMMARY_KEYS, score_mpii_files, score_mpii_files_detailed
 
 NO_AUG = dict(scale_factor=0.0, rotation=0.0, rotation_prob=0.0, flip_prob=0.0, photometric=False)
 
@@ -136,8 +136,9 @@ def test_training_metric_equals_scoring_the_written_pred_mat(fixture: MPIIFixtur
     if noise == 0.0:  # perfect predictions: 100 everywhere, AUC included (official `<=`)
         assert all(metrics[k] == 100.0 for k in SUMMARY_KEYS) and metrics["MeanError"] == 0.0
     assert {f"joint/{n}" for n in MPII_JOINT_NAMES} | set(SUMMARY_KEYS) | {"MeanError"} <= set(metrics)
-    (path,) = dm.write_predictions(tmp_path, indices, coords, torch.ones(coords.shape[:2]))
-    assert path.name == "pred.mat"
+    written = {p.name: p for p in dm.write_predictions(tmp_path, indices, coords, torch.ones(coords.shape[:2]))}
+    assert set(written) == {"pred.mat", "predictions.json"}
+    path = written["pred.mat"]
     np.testing.assert_array_equal(load_predictions(path), coords.numpy())  # dataset order, 1-based on disk
     score = score_mpii_files_detailed(fixture.root / "annot" / "gt_valid.mat", path)
     assert score.summary == {k: metrics[k] for k in SUMMARY_KEYS}
@@ -147,6 +148,13 @@ def test_training_metric_equals_scoring_the_written_pred_mat(fixture: MPIIFixtur
     score_main(["--dataset", "mpii", "--gt", str(fixture.root / "annot" / "gt_valid.mat"), "--pred", str(path),
                 "--json", str(out)])
     assert json.loads(out.read_text()) == {k: metrics[k] for k in SUMMARY_KEYS}
+    # predictions.json (kpreg's schema, 0-based, 1e-4 px) is scored the same way: in index order, unshifted
+    from_json = load_predictions(written["predictions.json"])
+    np.testing.assert_allclose(from_json, coords.numpy(), atol=1e-4)
+    save_pred_mat(tmp_path / "rounded.mat", from_json)
+    score_main(["--dataset", "mpii", "--gt", str(fixture.root / "annot" / "gt_valid.mat"), "--pred",
+                str(written["predictions.json"]), "--json", str(out)])
+    assert json.loads(out.read_text()) == score_mpii_files(fixture.root / "annot" / "gt_valid.mat", tmp_path / "rounded.mat")
 
 
 def test_write_predictions_refuses_an_incomplete_set(fixture: MPIIFixture, tmp_path) -> None:

@@ -15,11 +15,13 @@ from kpreg.formats.coco import (
     COCO_KEYPOINT_NAMES,
     COCO_SIGMAS,
     COCO_SKELETON,
+    CocoImage,
     find_keypoint_problems,
     infer_flip_pairs,
     load_coco,
     load_results_json,
     read_category,
+    read_images,
     validate_coco_keypoints,
     write_results_json,
 )
@@ -197,3 +199,37 @@ def test_results_roundtrip_and_unknown_image(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_results_json(tmp_path / "empty.json", gt).getAnnIds() == []
+
+
+def test_images_map_by_id(tmp_path: Path) -> None:
+    data = {"images": [{"id": 3, "file_name": "a/b.jpg", "width": 64, "height": 48.0}, {"id": 9, "file_name": "c.png"}]}
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(data))
+    expected = {3: CocoImage(3, "a/b.jpg", 64, 48.0), 9: CocoImage(9, "c.png")}
+    assert read_images(data, "gt.json") == read_images(None, path) == expected
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (None, "no 'images' list"),
+        ([7], r"images\[0\] is not an object"),
+        ([{"id": "7", "file_name": "a.png"}], r"images\[0\] has id '7'; COCO image ids must be integers"),
+        ([{"id": True, "file_name": "a.png"}], r"images\[0\] has id True; COCO image ids must be integers"),
+        ([{"id": 7}], r"image id 7 \(images\[0\]\) has no 'file_name'"),
+        ([{"id": 7, "file_name": "a.png", "width": 0, "height": 4}], "image id 7 has width 0, height 4; sizes are positive"),
+        ([{"id": 7, "file_name": "a.png"}, {"id": 7, "file_name": "b.png"}], r"image id 7 is listed twice"),
+    ],
+)
+def test_images_map_errors_name_the_file_and_entry(images: object, message: str) -> None:
+    with pytest.raises(ValueError, match=f"gt.json: {message}"):
+        read_images({} if images is None else {"images": images}, "gt.json")
+
+
+def test_a_coco_path_that_is_not_a_json_object_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"list.json: a COCO file holds a JSON object, got list"):
+        read_category(tmp_path / "list.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match=r"broken.json: not valid JSON"):
+        validate_coco_keypoints(tmp_path / "broken.json")

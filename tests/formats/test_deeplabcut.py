@@ -9,18 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from testkit.dlc import make_dlc_project
 
 from kpreg.formats.deeplabcut import (
     DLCFormatError,
     DLCLabels,
+    DLCProjectConfig,
     check_inside_images,
     find_label_files,
     read_collected_data,
     read_image_sizes,
     read_project,
+    read_project_config,
     write_collected_data,
 )
-from tests.dlc_fixture import make_dlc_project
 
 HEADER_1 = "scorer,me,me,me,me\nbodyparts,nose,nose,leftear,leftear\ncoords,x,y,x,y\n"
 
@@ -455,3 +457,27 @@ def test_writer_bad_input(tmp_path: Path, kwargs: dict, pattern: str) -> None:
     args.update(kwargs)
     with pytest.raises(ValueError, match=pattern):
         write_collected_data(tmp_path / "w.csv", **args)
+
+
+def test_project_config_gives_task_and_skeleton(tmp_path: Path) -> None:
+    assert read_project_config(tmp_path) == DLCProjectConfig(None)  # Lightning Pose projects have none
+    (tmp_path / "config.yaml").write_text("Task: mice\nscorer: Pranav\nskeleton:\n- [snout, tailbase]\n- [0, 3]\n")
+    config = read_project_config(tmp_path)
+    assert (config.path, config.task, config.skeleton) == (tmp_path / "config.yaml", "mice", (("snout", "tailbase"), (0, 3)))
+    (tmp_path / "config.yaml").write_text("")
+    assert read_project_config(tmp_path) == DLCProjectConfig(tmp_path / "config.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("Task: [unclosed\n", r"config.yaml: not valid YAML"),
+        ("- a\n- b\n", r"config.yaml: a DeepLabCut config holds a mapping of keys, got list"),
+        ("skeleton: snout\n", r"config.yaml: 'skeleton' must be a list of \[bodypart, bodypart\] pairs"),
+        ("skeleton:\n- [snout]\n", r"config.yaml: skeleton edge 0 is \['snout'\], expected two bodypart names"),
+    ],
+)
+def test_bad_project_config_names_the_file(tmp_path: Path, text: str, pattern: str) -> None:
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(DLCFormatError, match=pattern):
+        read_project_config(tmp_path)

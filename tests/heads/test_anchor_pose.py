@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from testkit.heads import random_batch
 
-from heads.helpers import random_batch
 from kpreg.backbone import Backbone
 from kpreg.coords import normalized_to_pixels
 from kpreg.heads import FCHead, HeadSpec

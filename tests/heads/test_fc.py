@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testkit.heads import SIZE, K, make_head, random_batch
 
 import kpreg.heads
-from heads.helpers import SIZE, K, make_head, random_batch
 from kpreg.backbone import Backbone
 from kpreg.heads import HeadSpec
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testkit.heads import round_trip_error
 
 import kpreg.heads
-from heads.helpers import round_trip_error
 from kpreg.heads import HeadSpec
 
 

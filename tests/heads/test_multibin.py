@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from testkit.heads import round_trip_error
 
 import kpreg.heads
-from heads.helpers import round_trip_error
 from kpreg.heads import Head, HeadSpec
 from kpreg.losses import reduce_keypoint_losses
 

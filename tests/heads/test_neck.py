@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testkit.heads import HEADS, K, head_class
 
-from heads.helpers import HEADS, K, head_class
 from kpreg.backbone import Backbone
 from kpreg.coords import cells_to_pixels
 from kpreg.heads import HeadSpec

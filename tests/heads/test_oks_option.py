@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import kpreg.heads
+import kpreg.heads.oks_option
 from kpreg.heads import Head, HeadSpec
+from kpreg.heads.oks_option import OKSLossOption
 from kpreg.oks_loss import OKSScaleMissingError, OKSSigmasMissingError, oks_loss
 from kpreg.training.module import KeypointModule
 
@@ -22,6 +24,8 @@ OKS_HEADS = [
     (kpreg.heads.RLEHead, "mean_loss"),
 ]
 IDS = [cls.__name__ for cls, _ in OKS_HEADS]
+# The heads that offer the option, as their classes declare it.
+OFFERED = [c for c in (getattr(kpreg.heads, name) for name in kpreg.heads.__all__) if issubclass(c, OKSLossOption)]
 
 
 def oks_head(cls: type[Head], arg: str, spec: HeadSpec, **kwargs: object) -> Head:
@@ -119,6 +123,24 @@ def test_missing_or_miscounted_sigmas_fail_at_build_time(cls: type[Head], arg: s
         oks_head(cls, arg, HeadSpec(8, 32, 2, (16, 16), (0.1,)))
     head = cls()  # the default loss needs no sigmas
     head.build(HeadSpec(8, 32, 2, (16, 16)))
+
+
+def test_every_head_that_offers_the_option_is_tested_here() -> None:
+    assert {cls: cls.oks_argument for cls in OFFERED} == dict(OKS_HEADS)
+
+
+@pytest.mark.parametrize("sigmas", [(), (0.1,), (0.1, 0.0), (0.1, -0.05)], ids=["none", "one", "zero", "negative"])
+@pytest.mark.parametrize("cls", OFFERED, ids=[c.__name__ for c in OFFERED])
+def test_refused_sigmas_fail_when_the_head_is_built(
+    cls: type[Head], sigmas: tuple[float, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = cls(**{cls.oks_argument: "oks"})  # choosing the option needs no data
+    monkeypatch.setattr(kpreg.heads.oks_option, "oks_loss", None)  # the check is explicit, not a call of the loss
+    found = "none" if not sigmas else rf"{len(sigmas)} \({', '.join(f'{s:g}' for s in sigmas)}\)"
+    with pytest.raises(OKSSigmasMissingError, match=rf"^{cls.__name__}: {cls.oks_argument} 'oks' needs one positive "
+                                                    rf"OKS sigma per keypoint \(2\), but the data declares {found}: "):
+        head.build(HeadSpec(8, 32, 2, (16, 16), sigmas))
+    assert not hasattr(head, "spec")  # refused before any layer was built
 
 
 @pytest.mark.parametrize(("cls", "arg"), OKS_HEADS, ids=IDS)

@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow  # runs the head, config and benchmark suites in a copy of the repository
 
 HEAD_FILE = '''"""A test-only head: expectation of a softmax map (soft-argmax) trained with an L2 loss in normalised units."""
 

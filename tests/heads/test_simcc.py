@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testkit.heads import SIZE, K
 
 import kpreg.heads
-from heads.helpers import SIZE, K
 from kpreg.heads import HeadSpec
 from kpreg.losses import reduce_keypoint_losses
 

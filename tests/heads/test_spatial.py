@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from testkit.heads import SIZE, K
 
 import kpreg.heads
-from heads.helpers import SIZE, K
 from kpreg.heads import HeadSpec
 
 

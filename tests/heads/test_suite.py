@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-from heads.helpers import (
+from testkit.heads import (
     FLIP_PAIRS,
     HEADS,
     SIGMAS,
@@ -23,6 +22,7 @@ from heads.helpers import (
     round_trip_error,
     total_loss,
 )
+
 from kpreg.backbone import Backbone
 from kpreg.coords import flip_points
 from kpreg.heads import Head, HeadSpec

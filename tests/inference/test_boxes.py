@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from testkit.media import colour_image, write_video
 
 from kpreg.inference.boxes import Box, BoxError, BoxSelector, load_detections, whole_frame
 from kpreg.inference.sources import open_source
-from tests.inference.media import colour_image, write_video
 
 
 @pytest.fixture()

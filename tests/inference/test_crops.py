@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from testkit.media import colour_image
 
 from kpreg.coords import apply_affine, box_to_center_size
 from kpreg.data.topdown import PersonRecord, TopDownDataset, TopDownTransform
 from kpreg.inference.boxes import Box
 from kpreg.inference.crops import Cropper, crops_to_batch, to_original
-from tests.inference.media import colour_image
 
 
 def test_crop_geometry_by_hand() -> None:

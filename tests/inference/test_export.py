@@ -1,4 +1,5 @@
-"""Export of backbone + head + decode to ONNX and TorchScript, for every head in ``kpreg.heads.__all__``.
+"""Export of the ``KeypointNetwork`` (backbone + head + decode) to ONNX and TorchScript, for every head in
+``kpreg.heads.__all__``.
 
 Each export is small (32 × 32 input, exported at batch 2, compared at batches 1 and 3 so that the dynamic
 batch axis is exercised) and includes the flip test, whose graph holds the plain one (two decodes and the
@@ -7,6 +8,7 @@ merge); one case exports the plain model.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -21,7 +23,8 @@ from kpreg.backbone import Backbone
 from kpreg.heads import Head, HeadSpec
 from kpreg.heads.neck import SpatialHead
 from kpreg.inference import export
-from kpreg.inference.export import ExportError, InferenceModel, export_onnx, export_torchscript, parity
+from kpreg.inference.export import ExportError, export_onnx, export_torchscript, parity
+from kpreg.network import KeypointNetwork
 
 SIZE = (32, 32)
 K = 3
@@ -61,32 +64,20 @@ def images(b: int) -> torch.Tensor:
     return torch.randn(b, 3, *SIZE)
 
 
-@pytest.mark.parametrize("name", kpreg.heads.__all__)
-def test_inference_model_is_decode_and_flip_merge(name: str, backbone: Backbone) -> None:
-    head = make_head(name, backbone)
-    x = images(2)
-    with torch.no_grad():
-        raw, raw_flipped = head(backbone(x)), head(backbone(x.flip(-1)))
-        plain = InferenceModel(backbone, head)(x)
-        flipped = InferenceModel(backbone, head, FLIP_PAIRS)(x)
-        for got, want in zip((plain, flipped), (head.decode(raw), head.flip_merge(raw, raw_flipped, FLIP_PAIRS))):
-            torch.testing.assert_close(got[0], want[0], atol=1e-4, rtol=0)  # (B, K, 2) input pixels
-            torch.testing.assert_close(got[1], want[1], atol=1e-5, rtol=0)  # (B, K)
-    assert plain[0].shape == (2, K, 2) and plain[1].shape == (2, K)
-
-
-def case_model(name: str, label: str, kwargs: dict, backbone: Backbone) -> tuple[InferenceModel, bool]:
+def case_model(name: str, label: str, kwargs: dict, backbone: Backbone) -> tuple[KeypointNetwork, bool]:
     """The case's model; one case exports the plain model (no flip test): the others' graphs contain it."""
     plain = (name, label) == PLAIN_CASE
-    return InferenceModel(backbone, make_head(name, backbone, **kwargs), None if plain else FLIP_PAIRS), plain
+    model = KeypointNetwork(backbone, make_head(name, backbone, **kwargs), FLIP_PAIRS, flip_test=not plain)
+    return model.eval(), plain
 
 
-def assert_parity(model: InferenceModel, runtime: str, **paths: Path) -> None:
+def assert_parity(model: KeypointNetwork, runtime: str, **paths: Path) -> None:
     for b in (1, 3):  # exported at batch 2: the batch axis is dynamic in both files
         (p,) = parity(model, images(b), **paths)
         assert p.runtime == runtime and p.max_coord_px <= PX_TOL and p.max_confidence <= CONF_TOL, (b, p)
 
 
+@pytest.mark.slow  # an ONNX export takes seconds (torch.export); the TorchScript cases cover the graphs fast
 @needs_onnx
 @pytest.mark.parametrize(("name", "label", "kwargs"), CASES, ids=[f"{n}-{lbl}" for n, lbl, _ in CASES])
 def test_onnx_runtime_matches_pytorch(name: str, label: str, kwargs: dict, backbone: Backbone, tmp_path: Path) -> None:
@@ -116,13 +107,14 @@ def test_torchscript_matches_pytorch(name: str, label: str, kwargs: dict, backbo
 
 
 def test_export_leaves_the_callers_model_as_it_was(backbone: Backbone, tmp_path: Path) -> None:
-    model = InferenceModel(backbone, make_head("FCHead", backbone)).train()
+    own = copy.deepcopy(backbone)  # the module's backbone is shared by the other tests, in eval mode
+    model = KeypointNetwork(own, make_head("FCHead", own)).train()
     export_torchscript(model, tmp_path / "m.pt")
     assert model.training and next(model.parameters()).device.type == "cpu"
 
 
 def test_bad_export_requests(backbone: Backbone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = InferenceModel(backbone, make_head("FCHead", backbone))
+    model = KeypointNetwork(backbone, make_head("FCHead", backbone))
     with pytest.raises(ExportError, match="input_size 64x64 differs from the head's input size 32x32"):
         export_torchscript(model, tmp_path / "m.pt", input_size=(64, 64))
     with pytest.raises(ExportError, match="needs an ONNX file, a TorchScript file or both"):
@@ -135,7 +127,7 @@ def test_bad_export_requests(backbone: Backbone, tmp_path: Path, monkeypatch: py
         parity(model, images(1), onnx_path=tmp_path / "m.onnx")
 
 
-def calibrated_model(recipe: str, backbone: Backbone) -> InferenceModel:
+def calibrated_model(recipe: str, backbone: Backbone) -> KeypointNetwork:
     """A SimCC model (it has a spread) whose confidence goes through a map fitted to made-up labels."""
     from kpreg.metrics.calibration import ConfidenceMap, make_calibrator
 
@@ -147,7 +139,8 @@ def calibrated_model(recipe: str, backbone: Backbone) -> InferenceModel:
     correct = torch.rand(n, generator=g, dtype=torch.float64) < torch.sigmoid(40 * score - 0.5 * log_spread)
     calibrator = make_calibrator(recipe).fit(torch.stack((score, log_spread), 1), correct, idx)
     head = make_head("SimCCHead", backbone)
-    return InferenceModel(backbone, head, FLIP_PAIRS, confidence_map=ConfidenceMap(calibrator, K))
+    return KeypointNetwork(backbone, head, FLIP_PAIRS, flip_test=True,
+                           confidence_map=ConfidenceMap(calibrator, K)).eval()
 
 
 @pytest.mark.parametrize("recipe", ["platt_spread", "per_keypoint_isotonic"])
@@ -161,7 +154,8 @@ def test_calibrated_confidence_in_the_graph(recipe: str, backbone: Backbone, tmp
         plain_coords, plain_conf = model.head.flip_merge(raw, model.head(model.backbone(x.flip(-1))), FLIP_PAIRS)
         want = model.confidence_map(plain_conf, model.head.spread(raw))
     torch.testing.assert_close(coords, plain_coords, atol=1e-4, rtol=0)
-    torch.testing.assert_close(confidence, want, atol=1e-6, rtol=0)
+    # The network's flip test is one batch of 2B, the reference two passes: equal up to float rounding.
+    torch.testing.assert_close(confidence, want, atol=1e-5, rtol=0)
     assert not torch.allclose(confidence, plain_conf)  # it is applied
     path = export_torchscript(model, tmp_path / "m.pt", SIZE)
     assert_parity(model, "torchscript", torchscript_path=path)
@@ -172,6 +166,7 @@ def test_calibrated_confidence_in_the_graph(recipe: str, backbone: Backbone, tmp
     assert json.loads(extra[export.METADATA_FILE])["kpreg.confidence"].startswith("P(correct)")
 
 
+@pytest.mark.slow  # an ONNX export takes seconds (torch.export); the TorchScript cases cover the graphs fast
 @needs_onnx
 @pytest.mark.parametrize("recipe", ["platt_spread", "per_keypoint_isotonic"])
 def test_calibrated_confidence_exports_to_onnx(recipe: str, backbone: Backbone, tmp_path: Path) -> None:

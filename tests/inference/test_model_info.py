@@ -14,7 +14,7 @@ RECORD = {
     "skeleton": [[0, 1], [0, 2]],
     "flip_pairs": [[1, 2]],
     "input_size": [64, 48],
-    "config": {"model": {"flip_test": False}},
+    "network": {"feature_index": -1, "backbone_kwargs": {}, "flip_test": False, "channels_last": False},
     "calibration": {"format": 1, "method": "platt", "map": {"method": "platt", "weights": [1.0], "bias": 0.0},
                     "correct": {}, "uses_spread": False, "flip_test": False, "fitted_on": {}},
 }
@@ -36,7 +36,7 @@ def test_defaults_where_a_record_is_short() -> None:
     info = ModelInfo.from_record({k: RECORD[k] for k in ("head", "backbone", "num_keypoints", "input_size")}, "m")
     assert info.keypoint_names == ("keypoint_0", "keypoint_1", "keypoint_2") and info.skeleton == ()
     assert info.flip_test is False and info.calibration is None  # no flip pairs: no flip test; raw confidences
-    info = ModelInfo.from_record({**RECORD, "config": {}}, "m")
+    info = ModelInfo.from_record({**RECORD, "network": {}}, "m")
     assert info.flip_test is True  # KeypointModule's default where the data has pairs
 
 

@@ -7,24 +7,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from testkit.media import write_video
 
 from kpreg.backbone import Backbone
 from kpreg.formats.oks import instance_score
 from kpreg.heads import HeadSpec, HeatmapHead
 from kpreg.inference.boxes import BoxSelector, load_detections
 from kpreg.inference.crops import Cropper, crops_to_batch, to_original
-from kpreg.inference.export import InferenceModel
 from kpreg.inference.render import draw_predictions
 from kpreg.inference.sources import open_source
 from kpreg.inference.writers import PredictionsWriter, VideoWriter
-from tests.inference.media import write_video
+from kpreg.network import KeypointNetwork
 
 
 def test_video_with_detections_to_drawn_video_and_predictions(tmp_path: Path) -> None:
     backbone = Backbone("test_resnet")
     head = HeatmapHead(neck_channels=8)
     head.build(HeadSpec(backbone.channels, backbone.stride, 3, (32, 32)))
-    model = InferenceModel(backbone, head, flip_pairs=[(0, 1)])
+    model = KeypointNetwork(backbone, head, flip_pairs=[(0, 1)], flip_test=True).eval()
     source = open_source(write_video(tmp_path / "clip.avi", 4, "MJPG"))
     (tmp_path / "d.csv").write_text("frame,x,y,w,h,score\n0,5,5,20,30,0.9\n0,30,10,20,30,0.8\n2,0,0,64,48,1\n")
     select = BoxSelector(source, load_detections(tmp_path / "d.csv"))

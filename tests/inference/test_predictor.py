@@ -27,6 +27,8 @@ from kpreg.inference.sources import Frame
 from kpreg.metrics.calibration import CalibrationRecord, Platt, calibrate_keypoints
 from kpreg.training.checkpoint import CheckpointMismatchError
 
+pytestmark = pytest.mark.slow  # a checkpoint trained by train.py (tiny_checkpoint)
+
 SIZE = 32  # the tiny checkpoint's input (tests/conftest.py)
 K = 16
 
@@ -42,7 +44,7 @@ def figures(n: int, size: int = SIZE) -> list[np.ndarray]:
 
 def by_hand(tiny_checkpoint: Path, images: list[np.ndarray], flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The network on the images themselves (evaluation's crop of a synthetic sample is the image)."""
-    model = rebuild(tiny_checkpoint).inference_model(flip)
+    model = rebuild(tiny_checkpoint, flip_test=flip).network
     with torch.no_grad():
         coords, conf = model(torch.stack([image_to_tensor(im) for im in images]))
     return coords.double().numpy(), conf.numpy()

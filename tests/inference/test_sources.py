@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from testkit.media import colour_image, frame_number, truncate, write_video
 
 from kpreg.data.topdown import read_image
 from kpreg.inference.prefetch import prefetch
 from kpreg.inference.sources import SourceError, natural_key, open_source, to_rgb8
-from tests.inference.media import colour_image, frame_number, truncate, write_video
 
 
 # ---- folders and globs ---------------------------------------------------------------------------------

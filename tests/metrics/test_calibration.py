@@ -1,4 +1,4 @@
-"""Calibration (issue 15): maps, scores, cross-fitting and the diagram, against hand-computed tiny inputs."""
+"""Calibration: maps, scores, cross-fitting and the diagram, against hand-computed tiny inputs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 from torchmetrics.functional.classification import binary_auroc, binary_calibration_error
 
-from kpreg.compare.reliability import reliability_diagram
 from kpreg.metrics.calibration import (
     CALIBRATORS,
     CalibrationError,
@@ -38,6 +37,7 @@ from kpreg.metrics.calibration import (
     make_calibrator,
     platt_targets,
     reliability_bins,
+    reliability_diagram,
 )
 
 

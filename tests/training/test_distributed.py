@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fault_helpers import final_val_metrics, load_checkpoint, run, train_args
+from testkit.faults import final_val_metrics, load_checkpoint, run, train_args
 
 from kpreg.data.samplers import (
     PaddedEvalSampler,
@@ -42,10 +42,12 @@ def _evaluate(run_dir: Path, out: Path, *extra: str) -> dict[str, float]:
     return json.loads((out / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_ddp_validation_and_evaluation_equal_single_process(ddp_run: Path, tmp_path: Path) -> None:
     assert load_checkpoint(ddp_run / "checkpoints" / "last.ckpt")["global_step"] == 6  # 48 / (4 × 2)
     single = _evaluate(ddp_run, tmp_path / "single")
-    ddp = _evaluate(ddp_run, tmp_path / "ddp", *DDP)
+    ddp = _evaluate(ddp_run, tmp_path / "ddp", *DDP, "--trainer.callbacks+=testkit.collectives.CollectiveCounter",
+                    "--trainer.callbacks.out", str(tmp_path / "ddp"))
 
     # Validation during DDP training (logged as float32) == single-process evaluation of the same weights.
     logged = final_val_metrics(ddp_run)
@@ -58,9 +60,15 @@ def test_ddp_validation_and_evaluation_equal_single_process(ddp_run: Path, tmp_p
     for key, value in single.items():
         assert ddp[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
 
+    # The evaluation table travels once: one all_gather of every process's packed rows, nothing pickled.
+    for rank in (0, 1):
+        counts = json.loads((tmp_path / "ddp" / f"collectives-rank{rank}.json").read_text())
+        assert counts.get("all_gather") == 1 and not counts.get("all_gather_object"), counts
+        assert not counts.get("all_gather_into_tensor") and not counts.get("gather_object"), counts
+
     # Predictions: gathered from both ranks, one row per sample, in dataset order, written once.
-    p_single = json.loads((tmp_path / "single" / "predictions.json").read_text())["predictions"]
-    p_ddp = json.loads((tmp_path / "ddp" / "predictions.json").read_text())["predictions"]
+    p_single = json.loads((tmp_path / "single" / "predictions.json").read_text())
+    p_ddp = json.loads((tmp_path / "ddp" / "predictions.json").read_text())
     assert [p["index"] for p in p_ddp] == list(range(13))
     assert p_ddp == p_single
 
@@ -134,6 +142,7 @@ def test_timm_sync_batchnorm_keeps_fused_activation() -> None:
     assert (reverted.eval()[0](x) >= 0).all()  # the activation survived the round trip
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_cpu_smoke() -> None:
     result = run("benchmarks/throughput.py", "--backbone", "test_resnet", "--size", "32", "--batch", "2",
                  "--steps", "2", "--warmup", "1", "--precision", "fp32", "--compile-backend", "eager")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fault_helpers import (
+from testkit.faults import (
     EPOCHS,
     STEPS_PER_EPOCH,
     final_val_metrics,
@@ -18,6 +18,8 @@ from fault_helpers import (
     start,
     train_args,
 )
+
+pytestmark = pytest.mark.slow  # runs the entry points as a user would (subprocesses, training)
 
 EVERY = ["--last_checkpoint.every_n_train_steps", "2"]
 
@@ -86,7 +88,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(reference_run: Path
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
     head = [
-        "--model.head", "fault_heads.NanLossHead",
+        "--model.head", "testkit.fault_heads.NanLossHead",
         "--model.head.init_args.nan_from_call", "5",
         "--model.head.init_args.neck_channels", "64",
     ]
@@ -121,7 +123,7 @@ def test_sigterm_saves_checkpoint_and_exits(tmp_path: Path) -> None:
 
 def test_nan_loss_skip_drops_only_the_bad_steps(tmp_path: Path) -> None:
     import pytorch_lightning as pl
-    from fault_heads import NanLossHead
+    from testkit.fault_heads import NanLossHead
 
     from kpreg.data.synthetic_datamodule import SyntheticPoseDataModule
     from kpreg.training.module import KeypointModule

@@ -65,3 +65,20 @@ def test_warmup_cosine_schedule() -> None:
     assert sched.factor(10) == pytest.approx(1.0)
     assert sched.factor(60) == pytest.approx(0.5)
     assert sched.factor(110) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_format_1_checkpoint_reads_into_the_current_layout(tmp_path) -> None:
+    """Format 1 named the tensors backbone.* / head.* and kept the network's settings only in the config."""
+    from kpreg.training.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
+
+    module = KeypointModule(HeatmapHead(neck_channels=8), backbone="test_resnet", input_size=(32, 32))
+    state = {k.removeprefix("network."): v for k, v in module.state_dict().items()}
+    record = {**module.describe(), "format": 1, "config": {"model": {"flip_test": False, "feature_index": 2}}}
+    del record["network"]
+    torch.save({"state_dict": state, "kpreg": record}, tmp_path / "old.ckpt")
+    checkpoint = read_checkpoint(tmp_path / "old.ckpt")
+    assert checkpoint["kpreg"]["format"] == CHECKPOINT_FORMAT
+    assert checkpoint["kpreg"]["network"] == {"feature_index": 2, "backbone_kwargs": {}, "flip_test": False,
+                                              "channels_last": False}
+    assert set(checkpoint["state_dict"]) == set(module.state_dict())
+    module.load_state_dict(checkpoint["state_dict"])

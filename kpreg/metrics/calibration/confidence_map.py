@@ -24,12 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from kpreg.metrics.calibration.inputs import CalibrationError
-from kpreg.metrics.calibration.labels import MIN_LOG_SPREAD_PX2
+from kpreg.metrics.calibration.features import MIN_LOG_SPREAD_PX2, CalibrationError
 from kpreg.metrics.calibration.maps import Calibrator, Identity, Isotonic, PerKeypoint, Platt
 from kpreg.metrics.calibration.record import CalibrationRecord
-
-KINDS = ("identity", "logistic", "ramps")
 
 
 def _per_keypoint(calibrator: Calibrator, num_keypoints: int) -> list[Calibrator]:
@@ -137,7 +134,7 @@ class ConfidenceMap(nn.Module):
 def confidence_map_of(checkpoint: Mapping[str, Any]) -> ConfidenceMap | None:
     """The calibration a kpreg checkpoint carries (``checkpoint["kpreg"]["calibration"]``), ready to apply to its
     model's (B, K) confidences; None when it has none (its confidences are then the head's raw scores). The
-    predictor and the exporter call this: ``InferenceModel(..., confidence_map=confidence_map_of(checkpoint))``."""
+    predictor and the exporter call this: ``KeypointNetwork(..., confidence_map=confidence_map_of(checkpoint))``."""
     kpreg = checkpoint.get("kpreg") or {}
     saved = kpreg.get("calibration")
     if saved is None:

@@ -7,12 +7,18 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import scipy.optimize
 import torch
 import torch.nn.functional as F
-from scipy.optimize import isotonic_regression
 
-from kpreg.metrics.calibration.inputs import ArrayLike, CalibrationError, as_features, as_indices, as_labels
-from kpreg.metrics.calibration.labels import calibration_features
+from kpreg.metrics.calibration.features import (
+    ArrayLike,
+    CalibrationError,
+    as_features,
+    as_fit_inputs,
+    as_indices,
+    calibration_features,
+)
 
 STATE_FORMAT = 1  # bump when a state's keys change meaning; from_state refuses other formats
 
@@ -39,11 +45,9 @@ class Calibrator:
         """Fit on ``features`` (N, F) or raw scores (N,), ``correct`` (N,) bool, ``keypoint_index`` (N,) or None.
         Returns ``self``."""
         where = f"{type(self).__name__}.fit"
-        x = as_features(features, where).cpu()  # (N, F)
+        x, y, idx = as_fit_inputs(features, correct, keypoint_index, where)  # (N, F), (N,), (N,) or None
         if len(x) == 0:
             raise CalibrationError(f"{where}: no samples to fit on")
-        y = as_labels(torch.as_tensor(correct).cpu(), len(x), where)  # (N,)
-        idx = as_indices(None if keypoint_index is None else torch.as_tensor(keypoint_index).cpu(), len(x), where)
         self._fit(x, y, idx)
         return self
 
@@ -143,9 +147,14 @@ class Platt(Calibrator):
             finite for every input; with 0/1 targets separable data or one class raise a CalibrationError.
         floor: the clamp of ``transform`` (scores ≤ 0, e.g. a negative heatmap peak, all map to ``log floor``).
 
-    Newton's method with a backtracking line search on standardised features (the objective is strictly convex
-    in the non-constant columns); a feature column that is constant on the fit data (the FC head's 1.0) gets
-    weight 0, so the map is then the constant (smoothed) rate of correct keypoints.
+    Fitted by ``scipy.optimize.minimize(method="trust-exact")`` on standardised features with
+    :func:`logistic_objective`'s exact gradient and Hessian: a strictly convex objective of at most three
+    parameters, so exact Newton steps (a 3 × 3 factorisation) inside a trust region converge in a few iterations
+    from any start (Newton-CG solves the same tiny system iteratively; L-BFGS-B ignores the Hessian). The trust
+    region judges a step by the objective's change, which rounding hides below a gradient of about 1e-8 per
+    sample: the search stops there and one Newton step ends it at machine precision. A feature column that is
+    constant on the fit data (the FC head's 1.0) gets weight 0: the map is then the smoothed rate of correct
+    keypoints.
     """
 
     method = "platt"
@@ -192,31 +201,28 @@ class Platt(Calibrator):
         varies = std > 1e-12 * mean.abs().clamp(min=1.0)  # (D,) constant columns carry no information
         a = torch.cat((torch.ones(len(z), 1, dtype=torch.float64), (z - mean) / torch.where(varies, std, 1.0)),
                       dim=1)[:, torch.cat((torch.tensor([True]), varies))]  # (N, 1 + d) intercept + standardised
-        theta = torch.zeros(a.shape[1], dtype=torch.float64)
-        theta[0] = torch.logit(t.mean())  # the optimum when no column varies; a good start otherwise
-        f, g, h = logistic_objective(a, t, theta)
-        tol = 1e-12 * len(z)
-        for _ in range(self.max_iter):
-            if float(g.abs().max()) <= tol:
-                break
-            step = torch.linalg.lstsq(h, g[:, None], driver="gelsd").solution[:, 0]  # (1 + d,) Newton direction
-            decrease = float(g @ step)  # ≈ 2 × (f − f at the optimum) near the optimum
-            if decrease <= 1e-13 * max(1.0, abs(float(f))):
-                # Below f's rounding a line search cannot tell better from worse; this close, Newton's full step
-                # is safe and the last one needed (the gradient shrinks quadratically).
-                theta = theta - step
-                f, g, h = logistic_objective(a, t, theta)
-                break
-            lr = 1.0
-            while lr > 1e-10:  # Armijo backtracking: Newton's full step can overshoot far from the optimum
-                f_new, g_new, h_new = logistic_objective(a, t, theta - lr * step)
-                if float(f_new) <= float(f) - 1e-4 * lr * decrease:
-                    break
-                lr *= 0.5
-            else:
-                break  # no decrease possible: diverging (checked below)
-            theta, f, g, h = theta - lr * step, f_new, g_new, h_new
-        # With 0/1 targets and separable scores the likelihood has no maximum: Newton walks off to infinity
+
+        @functools.lru_cache(maxsize=1)  # scipy asks for f and g, then for H, at each point: compute them once
+        def at(point: bytes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return logistic_objective(a, t, torch.frombuffer(bytearray(point), dtype=torch.float64))
+
+        def value_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            f, g, _ = at(theta.tobytes())
+            return float(f), g.numpy()
+
+        def hessian(theta: np.ndarray) -> np.ndarray:
+            return at(theta.tobytes())[2].numpy()
+
+        start = np.zeros(a.shape[1])
+        start[0] = float(torch.logit(t.mean()))  # the optimum when no column varies; a good start otherwise
+        result = scipy.optimize.minimize(value_and_gradient, start, jac=True, hess=hessian, method="trust-exact",
+                                         options={"gtol": 1e-8 * len(z), "maxiter": self.max_iter})
+        theta = torch.from_numpy(result.x)  # (1 + d,)
+        _, g, h = at(result.x.tobytes())
+        # The last Newton step (lstsq: the Hessian of a saturated fit is singular).
+        theta = theta - torch.linalg.lstsq(h, g[:, None], driver="gelsd").solution[:, 0]
+        _, g, _ = logistic_objective(a, t, theta)
+        # With 0/1 targets and separable scores the likelihood has no maximum: the weights walk off to infinity
         # while the gradient vanishes, so look at the size of the standardised weights as well.
         runaway = not self.prior_correction and len(theta) > 1 and float(theta[1:].abs().max()) > 30.0
         if float(g.abs().max()) > 1e-6 * len(z) or runaway:
@@ -282,7 +288,7 @@ class Isotonic(Calibrator):
         score = x[:, 0].numpy()  # (N,)
         uniq, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)  # (M,) sorted
         mean_t = np.bincount(inverse, weights=t, minlength=len(uniq)) / counts  # (M,) pooled ties
-        res = isotonic_regression(mean_t, weights=counts.astype(np.float64), increasing=True)
+        res = scipy.optimize.isotonic_regression(mean_t, weights=counts.astype(np.float64), increasing=True)
         keep = np.zeros(len(uniq), dtype=bool)
         starts = res.blocks[:-1]  # first distinct score of every block; blocks[-1] = M
         keep[starts] = True

@@ -1,5 +1,11 @@
 """What a checkpoint stores about its calibration: the map, the event it is the probability of, and the
-measurement behind it, as plain data (``torch.load(weights_only=True)`` and JSON read it)."""
+measurement behind it, as plain data (``torch.load(weights_only=True)`` and JSON read it); and what a prediction's
+confidence means, in one line.
+
+The calibration itself runs inside the network's graph (``kpreg.network.KeypointNetwork`` applies the checkpoint's
+``ConfidenceMap`` after the flip test, exactly as evaluation does), so PyTorch, ONNX Runtime and TorchScript
+report the same calibrated confidence; the record (``ModelInfo.calibration``, also written into exported files'
+metadata) only says which map it is."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Any
 
 import torch
 
-from kpreg.metrics.calibration.inputs import CalibrationError
+from kpreg.metrics.calibration.features import CalibrationError
 from kpreg.metrics.calibration.maps import CALIBRATORS, Calibrator
 
 RECORD_FORMAT = 1
@@ -78,3 +84,10 @@ def data_fingerprint(index: torch.Tensor, keypoints: torch.Tensor, visible: torc
     h.update(keypoints.cpu()[order].to(torch.float32).numpy().tobytes())
     h.update(visible.cpu()[order].to(torch.bool).numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def describe_confidence(calibration: Mapping[str, Any] | None) -> str:
+    """``"raw head score …"`` without a calibration record, else the record's event and method."""
+    if calibration is None:
+        return "raw head score (the model has no calibration map)"
+    return "calibrated " + CalibrationRecord.from_dict(calibration, "the model's calibration").describe()

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from kpreg.metrics.calibration.inputs import ArrayLike, CalibrationError, as_features, as_indices, as_labels
+from kpreg.metrics.calibration.features import ArrayLike, CalibrationError, as_fit_inputs
 from kpreg.metrics.calibration.maps import Calibrator, PerKeypoint, make_calibrator
 from kpreg.metrics.calibration.scores import calibration_scores
 
@@ -74,9 +74,7 @@ def cross_fit(
     ``groups`` (N,): keypoints of one sample/image share a group and so a fold (they are not independent:
     one blurry image makes all its keypoints wrong together).
     """
-    x = as_features(features, "cross_fit").cpu()  # (N, F)
-    y = as_labels(torch.as_tensor(correct).cpu(), len(x), "cross_fit")  # (N,)
-    idx = as_indices(None if keypoint_index is None else torch.as_tensor(keypoint_index).cpu(), len(x), "cross_fit")
+    x, y, idx = as_fit_inputs(features, correct, keypoint_index, "cross_fit")  # (N, F), (N,), (N,) or None
     fold = fold_assignment(len(x), folds, seed, groups)
     oof = _out_of_fold(method, x, y, idx, fold, folds)
     return CrossFit(probability=oof, fold=fold, final=_fresh(method, idx).fit(x, y, idx))
@@ -135,10 +133,7 @@ def choose_method(
     """
     if criterion not in ("log_loss", "brier"):
         raise CalibrationError(f"choose_method: criterion must be 'log_loss' or 'brier', got {criterion!r}")
-    x = as_features(features, "choose_method").cpu()  # (N, F)
-    y = as_labels(torch.as_tensor(correct).cpu(), len(x), "choose_method")  # (N,)
-    idx = as_indices(None if keypoint_index is None else torch.as_tensor(keypoint_index).cpu(), len(x),
-                   "choose_method")
+    x, y, idx = as_fit_inputs(features, correct, keypoint_index, "choose_method")  # (N, F), (N,), (N,) or None
     if candidates is None:
         candidates = default_candidates(x.shape[1], idx is not None)
     recipes: dict[str, str | Callable[[], Calibrator]] = (

@@ -32,9 +32,10 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_warn
 
-from kpreg.compare.drawing import add_pose_legend, draw_pose, figure_to_array, new_figure
-from kpreg.compare.profiling import profile_model
+from kpreg.classpath import short_name
 from kpreg.data.sample import tensor_to_image
+from kpreg.training.drawing import add_pose_legend, draw_pose, figure_to_array, new_figure
+from kpreg.training.profiling import profile_model
 
 
 def flat_run_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -48,14 +49,14 @@ def flat_run_config(config: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {
         "backbone": model.get("backbone"),
         "feature_index": model.get("feature_index"),
-        "head": short_class_name(head.get("class_path")),
+        "head": short_name(head.get("class_path")) or None,
         # Heads without a spatial output (FC) have no output stride: None groups them apart in dashboards.
         "output_stride": head_args.get("output_stride"),
-        "dataset": short_class_name(data.get("class_path")),
+        "dataset": short_name(data.get("class_path")) or None,
         "seed": config.get("seed_everything"),
         "batch_size": data_args.get("batch_size"),
         "max_epochs": (config.get("trainer") or {}).get("max_epochs"),
-        "optimizer": short_class_name(optimizer.get("class_path")) if isinstance(optimizer, dict) else None,
+        "optimizer": (short_name(optimizer.get("class_path")) or None) if isinstance(optimizer, dict) else None,
         "lr": (optimizer.get("init_args") or {}).get("lr") if isinstance(optimizer, dict) else None,
     }
     flat.update({f"head.{k}": v for k, v in head_args.items()})
@@ -63,8 +64,24 @@ def flat_run_config(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def short_class_name(class_path: Any) -> str | None:
-    return str(class_path).rsplit(".", 1)[-1] if class_path else None
+def _si(value: float, unit: str = "") -> str:
+    """``815043`` → ``815 K``, ``(2.57e7, "FLOPs")`` → ``25.7 MFLOPs``: three significant digits."""
+    for prefix in ("", "K", "M", "G", "T"):
+        if abs(value) < 999.5 or prefix == "T":
+            break
+        value /= 1000.0
+    return f"{value:.3g} {prefix}{unit}".rstrip()
+
+
+def model_line(pl_module: pl.LightningModule, flops: float | None) -> str:
+    """One line on the model being trained: its parameters (backbone and head) and, when measured, its FLOPs per
+    image at the input size."""
+    params = [sum(p.numel() for p in part.parameters()) for part in (pl_module.backbone, pl_module.head)]
+    line = f"model: {_si(sum(params))} parameters (backbone {_si(params[0])}, head {_si(params[1])})"
+    if flops:
+        h, w = pl_module.input_size
+        line += f", {_si(flops, 'FLOPs')} per {h}×{w} image"
+    return line
 
 
 def plain(value: Any) -> Any:
@@ -91,7 +108,6 @@ class RunLogging(Callback):
         self.image_every_n_val = image_every_n_val
         self.num_images = num_images
         self.profile = profile
-        self.run_config: dict[str, Any] = {}  # the resolved CLI config, set by the CLI after parsing
         self._validations = 0
 
     # ---- helpers -----------------------------------------------------------------------------------
@@ -105,8 +121,26 @@ class RunLogging(Callback):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(content, indent=2))
 
+    @staticmethod
+    def steps_per_epoch(trainer: pl.Trainer) -> int | None:
+        """Optimizer steps in one training epoch of this process (None when the loader has no length)."""
+        if trainer.datamodule is None:
+            return None
+        try:
+            batches = len(trainer.datamodule.train_dataloader())
+        except TypeError:
+            return None
+        limit = trainer.limit_train_batches
+        batches = min(batches, limit) if isinstance(limit, int) else int(batches * (limit or 1.0))
+        return max(1, batches // trainer.accumulate_grad_batches)
+
     # ---- hooks -------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Training scalars are logged every log_every_n_steps steps: an epoch shorter than that would log none of
+        # them (Lightning warns when it builds the loader, after this hook), so the interval is bounded by it.
+        steps = self.steps_per_epoch(trainer)
+        if steps is not None and trainer.log_every_n_steps > steps:
+            trainer.log_every_n_steps = steps
         if not trainer.is_global_zero:
             return
         profile: dict[str, Any] = {}
@@ -117,23 +151,21 @@ class RunLogging(Callback):
                 rank_zero_warn(f"model profiling failed, no params/FLOPs/latency recorded: {err}")
             else:
                 self._write_json(trainer, "model_profile.json", profile)
+        print(model_line(pl_module, profile.get("flops")), flush=True)
         logger = self.wandb_logger(trainer)
         if logger is None:
             return
-        run = logger.experiment
-        flat = flat_run_config(self.run_config)
-        h, w = pl_module.input_size
-        flat["input_size"] = f"{h}x{w}"
-        flat["num_keypoints"] = pl_module.num_keypoints
-        flat["cli"] = plain(self.run_config)
-        run.config.update(flat, allow_val_change=True)  # allow_val_change: a resumed run sets them again
+        run = logger.experiment  # the run's config columns are the CLI's (kpreg.cli.lightning.RunDirConfigSaver)
         run.summary.update({f"model/{k}": v for k, v in profile.items()})
-        # The best epoch, not the last, is what a comparison table of runs should show; the direction of val/score
-        # is the primary metric's (the metric contract), the pixel error is always lower-is-better.
-        metric = getattr(pl_module, "val_metric", None)
-        higher = metric.higher_is_better if metric is not None else True
-        for key, goal in (("val/score", "max" if higher else "min"), ("val/MeanError", "min")):
-            run.define_metric(key, summary=goal)
+        # The best epoch, not the last, is what a comparison table of runs should show: each summary column's best
+        # value in its own direction (the metric contract), val/score in the primary metric's.
+        evaluator = getattr(pl_module, "evaluator", None)
+        if evaluator is None:
+            return
+        metrics = evaluator.metrics
+        run.define_metric("val/score", summary="max" if metrics.higher_is_better else "min")
+        for column in metrics.columns:
+            run.define_metric(f"val/{column.key}", summary="max" if column.higher_is_better else "min")
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -144,7 +176,8 @@ class RunLogging(Callback):
             return
         import wandb
 
-        curve = getattr(pl_module, "metric_curves", {}).get("val")
+        result = getattr(pl_module, "results", {}).get("val")
+        curve = None if result is None else result.curve
         if curve is not None:
             table = wandb.Table(columns=["threshold", "PCK"], data=[list(r) for r in zip(curve["thresholds"], curve["pck"])])
             chart = wandb.plot.line(table, "threshold", "PCK",
@@ -180,8 +213,9 @@ class RunLogging(Callback):
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
-            raw, coords, _ = pl_module.predict_coords(images)  # coords (N, K, 2) x,y input pixels
-            maps = pl_module.head.heatmaps(raw)  # (N, K, h, w) or None
+            out = pl_module.network.run(images, with_spread=False)
+            coords = out.coords  # (N, K, 2) x,y input pixels
+            maps = pl_module.head.heatmaps(out.raw)  # (N, K, h, w) or None
             summed = None if maps is None else maps.float().sum(dim=1, keepdim=True)  # (N, 1, h, w)
             if summed is not None:
                 summed = F.interpolate(summed, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

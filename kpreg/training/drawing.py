@@ -1,6 +1,6 @@
 """Drawing keypoints for people: ground truth vs prediction with the skeleton, optional heatmap overlay.
 
-Used by the wandb image panels (``kpreg.compare.run_logging``) and the study report (``kpreg.compare.report``). Matplotlib's
+Used by the wandb image panels (``kpreg.training.run_logging``) and the study report (``kpreg.compare.report``). Matplotlib's
 object API with the Agg canvas only: no pyplot global state, no display needed.
 """
 

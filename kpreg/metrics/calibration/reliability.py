@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter
 
-from kpreg.compare.drawing import new_figure
-from kpreg.metrics.calibration.inputs import ArrayLike, CalibrationError
+from kpreg.metrics.calibration.features import ArrayLike, CalibrationError
 from kpreg.metrics.calibration.scores import expected_calibration_error, reliability_bins
 
 
@@ -32,7 +33,8 @@ def reliability_diagram(
     labels = list(results)
     ncol = max(1, min(columns, len(labels)))
     nrow = math.ceil(len(labels) / ncol)
-    fig = new_figure(3.4 * ncol, 3.9 * nrow + (0.4 if title else 0.0), dpi=dpi)
+    fig = Figure(figsize=(3.4 * ncol, 3.9 * nrow + (0.4 if title else 0.0)), dpi=dpi)
+    FigureCanvasAgg(fig)  # renders off-screen, whatever pyplot's backend
     fig.set_layout_engine("constrained")  # no clipped labels, and the PNG keeps the figure's exact size
     grid = fig.add_gridspec(2 * nrow, ncol, height_ratios=[3.0, 1.0] * nrow)
     width = 1.0 / n_bins

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # A tiny synthetic run: the tiny timm test backbone, 32×32 images, a handful of samples.
 TINY_SYNTHETIC = [

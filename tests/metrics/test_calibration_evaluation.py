@@ -1,5 +1,5 @@
-"""The module's end-of-epoch calibration (kpreg.training.calibration) on hand-made epoch tables: what each mode
-scores with, that no labelled keypoint is scored by a map that saw it, and the gathered table's order."""
+"""The calibration of an evaluation table (kpreg.metrics.calibration.evaluation) on hand-made tables: what each
+mode scores with, and that no labelled keypoint is scored by a map that saw it."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from kpreg.metrics.calibration import ConfidenceMap, choose_method, cross_fit, data_fingerprint
-from kpreg.training.calibration import EpochRows, EpochTable, calibrate_epoch, gather_table
+from kpreg.metrics.calibration.evaluation import Calibration, calibrate_table, check_calibration_method
+from kpreg.metrics.table import EvaluationTable
 
 K = 3
 SETTINGS = {"threshold": 0.5, "scale": "head", "flip_test": True, "num_keypoints": K}
 
 
-def epoch(s: int, seed: int) -> EpochTable:
+def epoch(s: int, seed: int) -> EvaluationTable:
     """S samples: errors of 0–10 px around a 10 px head (correct ⇔ ≤ 5 px), raw scores on a SimCC-like scale that
     fall with the error, a spread that grows with it; keypoint 2 of every 4th sample unlabelled."""
     g = torch.Generator().manual_seed(seed)
@@ -25,14 +26,15 @@ def epoch(s: int, seed: int) -> EpochTable:
     confidence = 0.08 * torch.exp(-error / 4.0) * (0.7 + 0.6 * noise)  # (S, K)
     visible = torch.ones(s, K, dtype=torch.bool)
     visible[::4, 2] = False
-    return EpochTable(index=torch.arange(s), coords=coords, gt=gt, visible=visible,
-                      norm_length=torch.full((s,), 10.0, dtype=torch.float64), confidence=confidence,
-                      spread=1.0 + error**2, groups=torch.arange(s) // 2)  # two samples per image
+    return EvaluationTable(index=torch.arange(s), coords=coords, gt=gt, visible=visible,
+                           norm_length=torch.full((s,), 10.0, dtype=torch.float64),
+                           box_size=torch.full((s,), 40.0, dtype=torch.float64), confidence=confidence,
+                           spread=1.0 + error**2, extra={"image_id": torch.arange(s) // 2})  # two samples per image
 
 
 def test_fit_scores_labelled_keypoints_out_of_fold_and_records_the_map() -> None:
     table = epoch(60, seed=0)
-    out = calibrate_epoch(table, fit=True, method="auto", record=None, split="validation", **SETTINGS)
+    out = calibrate_table(table, fit=True, method="auto", record=None, split="validation", **SETTINGS)
     assert out.mode == "fitted" and out.record is not None
     labelled = table.visible
     correct = (table.coords - table.gt).norm(dim=-1) <= 5.0
@@ -53,8 +55,8 @@ def test_fit_scores_labelled_keypoints_out_of_fold_and_records_the_map() -> None
 
 def test_a_stored_map_is_cross_fitted_on_its_own_data_and_applied_to_other_data() -> None:
     table = epoch(60, seed=0)
-    record = calibrate_epoch(table, fit=True, method="platt", record=None, split="validation", **SETTINGS).record
-    same = calibrate_epoch(table, fit=False, method="auto", record=record, split="evaluated", **SETTINGS)
+    record = calibrate_table(table, fit=True, method="platt", record=None, split="validation", **SETTINGS).record
+    same = calibrate_table(table, fit=False, method="auto", record=record, split="evaluated", **SETTINGS)
     assert same.mode == "cross-fitted" and "cross-fitted again" in same.note
     labelled = table.visible
     again = cross_fit("platt", table.confidence[labelled], same.correct, folds=5,
@@ -63,7 +65,7 @@ def test_a_stored_map_is_cross_fitted_on_its_own_data_and_applied_to_other_data(
     torch.testing.assert_close(same.confidence[labelled], again.probability)
 
     other = epoch(40, seed=1)
-    held_out = calibrate_epoch(other, fit=False, method="auto", record=record, split="evaluated", **SETTINGS)
+    held_out = calibrate_table(other, fit=False, method="auto", record=record, split="evaluated", **SETTINGS)
     assert held_out.mode == "applied" and "held-out data" in held_out.note
     torch.testing.assert_close(held_out.confidence, ConfidenceMap.from_state(record.map, K)(other.confidence))
     assert held_out.record is record  # the stored map is kept as it is
@@ -71,43 +73,31 @@ def test_a_stored_map_is_cross_fitted_on_its_own_data_and_applied_to_other_data(
 
 def test_raw_without_a_map_and_too_little_data_to_fit() -> None:
     table = epoch(12, seed=2)
-    raw = calibrate_epoch(table, fit=False, method="auto", record=None, split="evaluated", **SETTINGS)
+    raw = calibrate_table(table, fit=False, method="auto", record=None, split="evaluated", **SETTINGS)
     assert raw.mode == "raw" and raw.note.startswith("raw head scores")
     assert torch.equal(raw.confidence, table.confidence) and raw.calibrated is None
     assert "ECE_raw" in raw.scores and "ECE" not in raw.scores
-    tiny = table.rows(torch.arange(12) < 6)  # 3 images: fewer than the 5 cross-fitting folds
-    out = calibrate_epoch(tiny, fit=True, method="auto", record=None, split="validation", **SETTINGS)
+    tiny = table.select(torch.arange(12) < 6)  # 3 images: fewer than the 5 cross-fitting folds
+    out = calibrate_table(tiny, fit=True, method="auto", record=None, split="validation", **SETTINGS)
     assert out.mode == "raw" and out.record is None
 
 
-def test_gathered_table_is_sorted_by_index_and_maps_local_rows_back() -> None:
-    table = epoch(10, seed=3)
-    order = torch.tensor([3, 9, 0, 5, 1, 8, 2, 7, 4, 6])
-    local = table.rows(order)  # batches came in another order
-    full, positions = gather_table(local)
-    assert full.index.tolist() == list(range(10))
-    torch.testing.assert_close(full.confidence[positions], local.confidence)
-    torch.testing.assert_close(full.gt, table.gt)
-
-
-def test_epoch_rows_table_and_batches() -> None:
-    rows = EpochRows()
-    table = epoch(6, seed=4)
-    for part in (slice(0, 4), slice(4, 6)):
-        meta = {"index": table.index[part], "keypoints_orig": table.gt[part], "visible_orig": table.visible[part],
-                "norm_length": table.norm_length[part], "image_id": table.groups[part]}
-        rows.add(table.coords[part], table.confidence[part], table.spread[part], meta)
-    assert len(rows) == 6
-    again = EpochTable.of(rows)
-    for name in ("index", "coords", "gt", "visible", "norm_length", "confidence", "spread", "groups"):
-        assert torch.equal(getattr(again, name), getattr(table, name)), name
-    sizes = [len(conf) for _, conf, _, _ in rows.batches(table.confidence)]
-    assert sizes == [4, 2]
+def test_calibration_state_fits_keeps_and_applies_its_record() -> None:
+    table = epoch(60, seed=0)
+    calibration = Calibration("platt", K)
+    assert calibration.confidence_map() is None and calibration.state() is None
+    fitted = calibration.evaluate(table, fit=True, threshold=0.5, scale="head", flip_test=True, split="validation")
+    assert fitted.mode == "fitted" and calibration.record is fitted.record
+    again = Calibration("platt", K)
+    again.load({"kpreg": {"calibration": calibration.state()}})
+    other = epoch(40, seed=1)
+    torch.testing.assert_close(again.confidence_map()(other.confidence), calibration.confidence_map()(other.confidence))
+    off = Calibration("none", K)
+    raw = off.evaluate(table, fit=True, threshold=0.5, scale="head", flip_test=True, split="validation")
+    assert raw.mode == "raw" and off.record is None
 
 
 @pytest.mark.parametrize("method", ["bogus"])
 def test_unknown_method_is_refused(method: str) -> None:
-    from kpreg.training.calibration import check_calibration_method
-
     with pytest.raises(ValueError, match="model.calibration_method must be one of auto, none, identity"):
         check_calibration_method(method)

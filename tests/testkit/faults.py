@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from cli_helpers import REPO, csv_logger
 
-TESTS = Path(__file__).resolve().parent
+from testkit.cli import REPO, csv_logger
+
+TESTS = Path(__file__).resolve().parents[1]  # tests/: subprocess configs name testkit.* classes
 
 # 48 training samples at batch 4 = 12 steps per epoch; 13 validation samples (odd on purpose).
 STEPS_PER_EPOCH = 12
@@ -34,7 +35,7 @@ TINY_DETERMINISTIC = [
 
 
 def script_env() -> dict[str, str]:
-    # tests/ on the path so that configs can name test-only classes (tests/fault_heads.py).
+    # tests/ on the path so that configs can name test-only classes (tests/testkit/fault_heads.py).
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
     # One intra-op thread per process: the test machine's cores are shared, and oversubscribed OpenMP threads
     # make a tiny step 100× slower.
