@@ -66,3 +66,60 @@ def test_budget_dataset_keeps_the_epoch_length() -> None:
     with pytest.raises(DataError, match="no training sample"):
         BudgetDataset(_Numbers(), [], length=10)
     assert np.array_equal(BudgetDataset(_Numbers(), range(10), length=4).indices, np.arange(10))
+
+
+# ---- the datamodules ----------------------------------------------------------------------------------------
+def _frames(dm) -> set[str]:
+    ds = dm.datasets["train"]
+    return {ds.dataset.records[int(i)].image_path for i in ds.indices}
+
+
+def test_deeplabcut_budgets_are_nested_frames_with_the_epoch_kept(tmp_path) -> None:
+    from testkit.dlc import make_dlc_project
+
+    from kpreg.data.deeplabcut import DeepLabCutDataModule
+
+    project = make_dlc_project(tmp_path / "proj", frames=6)  # 12 frames, every 3rd held out: 8 training frames
+
+    def dm(budget, seed=0):
+        m = DeepLabCutDataModule(project=str(project.root), input_size=(32, 32), batch_size=2, num_workers=0,
+                                 val_every=3, train_budget=budget, budget_seed=seed)
+        m.setup("fit")
+        return m
+
+    full = dm(None)
+    assert full.train_frames == 8 and len(full.datasets["train"]) == 8
+    quarter, half = dm("25%"), dm(4)
+    assert quarter.train_frames == 2 and half.train_frames == 4
+    assert _frames(quarter) < _frames(half)
+    assert len(quarter.datasets["train"]) == 8  # the epoch keeps the full set's length
+    assert quarter.training_keypoints()[0].shape[0] == 2  # a head fits on the budget's frames only
+    assert _frames(dm(4, seed=1)) != _frames(half)
+    with pytest.raises(DataError, match=r"train_budget 9 frames is larger than the training split .*8 labelled"):
+        dm(9)
+
+
+def test_coco_budgets_keep_every_instance_of_a_frame(tmp_path) -> None:
+    from testkit.coco import make_coco_fixture
+
+    from kpreg.data.coco import COCODataModule
+
+    fx = make_coco_fixture(tmp_path / "coco")
+    dm = COCODataModule(train_ann=str(fx.train_ann), val_ann=str(fx.val_ann), train_images=str(fx.images),
+                        batch_size=2, num_workers=0, train_budget=1, budget_seed=0)
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    chosen = _frames(dm)
+    assert dm.train_frames == 1 and len(chosen) == 1
+    every = [i for i, r in enumerate(ds.dataset.records) if r.image_path in chosen]
+    assert ds.indices.tolist() == every  # both instances of image 1 when it is chosen
+
+
+def test_synthetic_budget_and_a_malformed_one() -> None:
+    from kpreg.data.synthetic_datamodule import SyntheticPoseDataModule
+
+    dm = SyntheticPoseDataModule(image_size=32, num_train=40, num_val=4, train_budget="10%", num_workers=0)
+    dm.setup("fit")
+    assert dm.train_frames == 4 and len(dm.datasets["train"]) == 40
+    with pytest.raises(DataError, match="train_budget 'ten'"):
+        SyntheticPoseDataModule(train_budget="ten")
