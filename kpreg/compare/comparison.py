@@ -158,7 +158,7 @@ def plot_learning_curves(curves: Sequence[LearningCurve], header: str, colors: M
     """Error vs labelled frames per head (log-log): the budgets' intervals, the fitted power law and its 95 % band."""
     from matplotlib.ticker import FormatStrFormatter
 
-    from kpreg.compare.drawing import new_figure
+    from kpreg.training.drawing import new_figure
 
     if not curves:
         return None

@@ -6,23 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from kpreg.metrics.resampling import ImageStatistic, table_statistics
-
-PER_SAMPLE = "per_sample.npz"
+from kpreg.metrics.table import load_per_sample
 
 
 class PairingError(ValueError):
     """Runs that cannot be compared paired (evaluated on different frames)."""
-
-
-def read_per_sample(path: Path) -> dict[str, Any]:
-    """The arrays of a per-sample table."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
 
 
 @dataclass(frozen=True)
@@ -37,7 +27,7 @@ class EvaluatedRun:
 
 
 def load_run(name: str, path: Path) -> EvaluatedRun:
-    table = read_per_sample(path)
+    table = load_per_sample(path)
     n, statistics = table_statistics(table)
     return EvaluatedRun(name, Path(path), str(table["fingerprint"]), n, statistics)
 

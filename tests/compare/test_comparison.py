@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from per_sample_fixture import write_per_sample
+from testkit.per_sample import write_per_sample
 
 from kpreg.compare.comparison import (
     ConfigRuns,

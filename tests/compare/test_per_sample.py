@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from per_sample_fixture import write_per_sample
+from testkit.per_sample import write_per_sample
 
 from kpreg.compare.per_sample import PairingError, check_same_frames, load_run
 from kpreg.metrics.pckh import pckh_results
