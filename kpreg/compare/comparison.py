@@ -156,7 +156,7 @@ def budget_markdown(curves: Sequence[LearningCurve], header: str, digits: int = 
 def plot_learning_curves(curves: Sequence[LearningCurve], header: str, colors: Mapping[str, Any], path: Path,
                          targets: Sequence[float] = ()) -> Path | None:
     """Error vs labelled frames per head (log-log): the budgets' intervals, the fitted power law and its 95 % band."""
-    from matplotlib.ticker import FormatStrFormatter
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter
 
     from kpreg.training.drawing import new_figure
 
@@ -177,9 +177,11 @@ def plot_learning_curves(curves: Sequence[LearningCurve], header: str, colors: M
         ax.axhline(t, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    for axis in (ax.xaxis, ax.yaxis):  # plain numbers (2, 3, 50), not powers of ten
-        axis.set_major_formatter(FormatStrFormatter("%g"))
-        axis.set_minor_formatter(FormatStrFormatter("%g"))
+    # plain numbers (2, 3, 50), not powers of ten; frames over decades label only 1-2-5 minors (others collide)
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else ""))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set_xlabel("labelled training frames")
     ax.set_ylabel(header)
     ax.set_title("Error vs labelled frames (95 % CI; line: power law, band: its 95 % CI)")

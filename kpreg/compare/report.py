@@ -56,6 +56,11 @@ class Config:
         return self.head + (f" ({extra})" if extra else "")
 
     @property
+    def row_label(self) -> str:
+        """``label`` with the label budget, for tables without a budget column: ``dsnt (5% labelled)``."""
+        return self.label + (f" ({self.budget} labelled)" if self.budget is not None else "")
+
+    @property
     def name(self) -> str:
         """The configuration in one cell: ``dsnt s4``, ``fc``, ``offset s4 (radius=3.0)``, with its budget."""
         extra = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.extra.items())
@@ -228,7 +233,7 @@ def group_table(configs: Sequence[Config], contract: Contract | None = None, lim
     lines = ["| Model | Stride | " + " | ".join(label for _, label in keys) + " |", "|:---|---:|" + "---:|" * len(keys)]
     for c in configs:
         cells = [fmt(c.mean_std(k)[0], 0.0, digits=1) for k, _ in keys]
-        lines.append(f"| {c.label} | {c.stride if c.stride is not None else '–'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {c.row_label} | {c.stride if c.stride is not None else '–'} | " + " | ".join(cells) + " |")
     return title, "\n".join(lines)
 
 
@@ -254,7 +259,7 @@ def confidence_table(configs: Sequence[Config]) -> str:
     for c in configs:
         n = len(c.runs)
         method = (c.runs[0].get("confidence") or {}).get("method") or "none (raw)"
-        row = [c.label, str(c.stride) if c.stride is not None else "–", str(method)]
+        row = [c.row_label, str(c.stride) if c.stride is not None else "–", str(method)]
         row += [fmt(*c.mean_std(col.key, confidence=True), digits=col.digits, n=n) for col in columns]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
