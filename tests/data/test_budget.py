@@ -97,6 +97,11 @@ def test_deeplabcut_budgets_are_nested_frames_with_the_epoch_kept(tmp_path) -> N
     assert _frames(dm(4, seed=1)) != _frames(half)
     with pytest.raises(DataError, match=r"train_budget 9 frames is larger than the training split .*8 labelled"):
         dm(9)
+    both = DeepLabCutDataModule(project=str(project.root), input_size=(32, 32), batch_size=2, num_workers=0,
+                                val_every=3, box_source="both", train_budget=4, budget_seed=0)
+    both.setup("fit")
+    assert both.train_frames == 4 and len(both.datasets["train"].indices) == 8  # a frame's two views go together
+    assert _frames(both) == _frames(half)
 
 
 def test_coco_budgets_keep_every_instance_of_a_frame(tmp_path) -> None:
