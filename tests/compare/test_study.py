@@ -1,6 +1,7 @@
 """The study runner end to end: a tiny 2-head × 2-stride study (heatmap and DSNT at strides 4 and 8, plus FC),
-interrupted after its first run and resumed, then its report and its offline wandb runs. Plus the grid logic,
-parallel runners and the PCKh curve, without training."""
+interrupted after its first run and resumed, then its report (the verdict table, intervals) and its offline wandb
+runs; the same grid through the local launcher. Plus the grid logic, the budget axis, one command per study directory,
+--launcher slurm without sbatch and the PCKh curve, without training."""
 
 from __future__ import annotations
 
