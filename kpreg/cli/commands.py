@@ -12,7 +12,7 @@ import json
 import pickle
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from rich.console import Console
+from rich.table import Table
 
 from kpreg.cli.errors import USER_ERRORS, fail, suggest, user_message
 from kpreg.cli.lightning import make_cli, parser_options
@@ -28,8 +29,9 @@ from kpreg.cli.quiet import finish_wandb
 from kpreg.data.datamodule import KeypointDataModule
 from kpreg.metrics.calibration import ConfidenceScores, reliability_diagram
 from kpreg.metrics.calibration.evaluation import CalibrationOutcome
-from kpreg.metrics.contract import per_keypoint_table
-from kpreg.metrics.table import PER_SAMPLE_FILE
+from kpreg.metrics.contract import KeypointMetrics, format_value, per_keypoint_table
+from kpreg.metrics.oks import OKSAP
+from kpreg.metrics.table import PER_SAMPLE_FILE, EvaluationTable
 from kpreg.network import check_flip_test_sound
 from kpreg.training.checkpoint import (
     check_checkpoint_identity,
@@ -152,7 +154,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
     Every setting, the flip test included, comes from the run's config; ``--flip`` / ``--no-flip`` override it.
     ``--calibrate`` fits the confidence calibration on the evaluated split (cross-fitted: the reported scores are
     out of fold) and writes ``calibration.json`` and ``calibrated.ckpt`` (the checkpoint with that map) beside
-    the outputs."""
+    the outputs. ``--ci`` adds every summary metric's 95 % interval (a bootstrap over the evaluated images)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "score":
         from kpreg.cli.score import score_main
@@ -220,9 +222,9 @@ def report(cli: Any, config: Any, result: EvaluationResult, calibrated_checkpoin
     datamodule: KeypointDataModule = cli.datamodule
     table = result.table
     written = datamodule.write_predictions(out_dir, table.index, table.coords, result.confidence.float())
-    written.append(table.save(out_dir / PER_SAMPLE_FILE, names, result.confidence,
-                              correct_threshold=model.evaluator.correct_threshold, scale=model.evaluator.spec.scale,
-                              flip_test=bool(model.flip_test), checkpoint=str(config.ckpt_path)))
+    written.append(with_instance_oks(table, metric, result.confidence).save(
+        out_dir / PER_SAMPLE_FILE, names, result.confidence, correct_threshold=model.evaluator.correct_threshold,
+        scale=model.evaluator.spec.scale, flip_test=bool(model.flip_test), checkpoint=str(config.ckpt_path)))
     if result.curve is not None:  # a separate file: the metrics JSON stays a flat dict of numbers
         (out_dir / "pck_curve.json").write_text(json.dumps(result.curve))
         written.append(out_dir / "pck_curve.json")
@@ -238,8 +240,55 @@ def report(cli: Any, config: Any, result: EvaluationResult, calibrated_checkpoin
             side = Path(config.json).with_name(Path(config.json).stem + "_uncertainty.json")
             side.write_text(json.dumps(result.uncertainty, indent=2))
             written.append(side)
+    if config.ci:
+        written += report_intervals(console, out_dir / PER_SAMPLE_FILE, metric, config)
     for path in written:
         console.print(f"wrote {path}")
+
+
+def with_instance_oks(table: EvaluationTable, metric: KeypointMetrics, confidence: torch.Tensor) -> EvaluationTable:
+    """The table with each sample's OKS against its own ground-truth instance and its instance score as extras
+    (``oks``, ``instance_score``), where the dataset has OKS AP and each image one instance: what resamples AP."""
+    oks_metric = next((m for m in metric.metrics if isinstance(m, OKSAP)), None)
+    if oks_metric is None:
+        return table
+    box = table.extra.get("box_score")
+    own = oks_metric.own_instances(table.coords.numpy(), confidence.double().cpu().numpy(), table.groups.numpy(),
+                                   None if box is None else box.double().numpy())
+    if own is None:
+        return table
+    extra = {**table.extra, "oks": torch.from_numpy(own[0]), "instance_score": torch.from_numpy(own[1])}
+    return replace(table, extra=extra)
+
+
+def report_intervals(console: Console, per_sample: Path, metric: KeypointMetrics, config: Any) -> list[Path]:
+    """``--ci``: every summary metric of the evaluated split with its 95 % interval, a bootstrap over its images
+    (``kpreg.compare.statistics``); printed and written to ``<json>_ci.json`` (or ``ci.json``)."""
+    from kpreg.compare.per_sample import load_run
+    from kpreg.compare.statistics import Bootstrap
+
+    run = load_run(str(config.ckpt_path), per_sample)
+    boot = Bootstrap(n_resamples=int(config.ci_resamples))
+    rows = []
+    for column in metric.columns:
+        if column.key in run.statistics:
+            rows.append((column, boot.interval([run.statistics[column.key]])))
+    console.print(f"95 % intervals: a bootstrap over the {run.n_images} evaluated images (BCa, {boot.n_resamples} "
+                  "resamples); one run: they cover the test sample, not training noise", soft_wrap=True)
+    table = Table(box=None, header_style="bold underline")
+    for name in ("metric", "value", "95 % CI"):
+        table.add_column(name, justify="left" if name == "metric" else "right")
+    for column, interval in rows:
+        low, high = format_value(interval.low, column.digits), format_value(interval.high, column.digits)
+        table.add_row(column.header, format_value(interval.estimate, column.digits), f"[{low}, {high}]")
+    console.print(table)
+    path = (Path(config.json).with_name(Path(config.json).stem + "_ci.json") if config.json
+            else per_sample.with_name("ci.json"))
+    path.write_text(json.dumps({
+        "level": boot.level, "resamples": boot.n_resamples, "images": run.n_images, "method": "images (BCa)",
+        "note": "one run: the interval covers the test sample (other frames of the same source), not training noise",
+        "intervals": {c.key: {"estimate": i.estimate, "low": i.low, "high": i.high} for c, i in rows}}, indent=2))
+    return [path]
 
 
 def report_confidence(console: Console, outcome: CalibrationOutcome, out_dir: Path,

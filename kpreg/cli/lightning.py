@@ -157,6 +157,10 @@ class KpregCLI(LightningCLI):
             parser.add_argument("--calibrate", type=bool, nargs="?", const=True, default=False,
                                 help="fit a new confidence calibration on the evaluated split (calibration.json, "
                                      "calibrated.ckpt)")
+            parser.add_argument("--ci", type=bool, nargs="?", const=True, default=False,
+                                help="print every summary metric with its 95 %% interval (bootstrap over the evaluated "
+                                     "images) and write <json>_ci.json")
+            parser.add_argument("--ci_resamples", type=int, default=2000, help="bootstrap resamples of --ci")
 
     def before_instantiate_classes(self) -> None:
         config = self.config

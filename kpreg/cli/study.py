@@ -12,6 +12,7 @@ import yaml
 
 from kpreg.cli.errors import USER_ERRORS, CommandParser, fail
 from kpreg.cli.outputs import OVERWRITE_HELP, OutputError, remove
+from kpreg.compare.launch import LAUNCHERS
 from kpreg.validation import InputError, check_number
 
 
@@ -41,14 +42,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sweep-yaml", help="also write a wandb sweep definition of the grid here")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    parser.add_argument("--budgets", help="label budgets: numbers of labelled training frames (10,25,50) or shares "
+                                          "(10,25,50,100%%); nested per seed")
+    launch = parser.add_argument_group("where runs execute (submitit)")
+    launch.add_argument("--launcher", choices=LAUNCHERS, default="inprocess",
+                        help="inprocess: one after the other in this process (default); local: local processes; "
+                             "slurm: SLURM jobs (a job array)")
+    launch.add_argument("--workers", type=int, default=2, help="runs at once (local), the array's parallelism (slurm)")
+    launch.add_argument("--partition", help="SLURM partition")
+    launch.add_argument("--gpus-per-run", type=int, default=0,
+                        help="GPUs per run (slurm: one task per GPU, a DDP run through Lightning's SLURM environment)")
+    launch.add_argument("--cpus-per-run", type=int, default=1, help="CPUs per task (slurm)")
+    launch.add_argument("--time-min", type=int, default=24 * 60, help="a run's time limit in minutes")
+    launch.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
+                        help="an extra #SBATCH option, e.g. --sbatch account=lab --sbatch qos=low (repeatable)")
+    launch.add_argument("--setup", action="append", metavar="LINE",
+                        help="a shell line run before each job, e.g. 'module load cuda' (repeatable)")
+    launch.add_argument("--job-python", help="the command that runs Python in a job (default: this interpreter), "
+                                             "e.g. 'apptainer exec image.sif python'")
+    launch.add_argument("--poll-s", type=float, default=10.0, help=argparse.SUPPRESS)
+    add_report_arguments(parser)
     return parser
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the report's comparisons")
+    group.add_argument("--baseline", help="compare every configuration with this one (its label in the report, e.g. "
+                                          "'heatmap s4') instead of the best")
+    group.add_argument("--target-error", type=float, action="append", metavar="X",
+                       help="label budgets: about how many frames for this error (repeatable; default: 1.25× and "
+                            "0.9× the best error reached)")
+    group.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the intervals")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["report"]:
-        from kpreg.compare.report import report_main
-
         return report_main(argv[1:])
     from kpreg.cli.lightning import train_parser
     from kpreg.compare.study import Study, write_sweep
@@ -67,12 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         remove(check_runs(study, study.runs(), args.overwrite))
         code = study.run()
-    except USER_ERRORS as err:  # the user's input (kpreg.cli.errors): one line, exit code 2
+    except USER_ERRORS as err:  # the user's input (kpreg.cli.errors), LaunchError, DataError: one line, exit code 2
         fail(err)
     if not args.no_report:
-        from kpreg.compare.report import write_report
+        from kpreg.compare.report import ReportOptions, write_report
 
-        path = write_report(study.out)
+        path = write_report(study.out, ReportOptions.of(args))
         study.log(f"report: {path}")
     return code
 
@@ -89,6 +118,10 @@ def check_arguments(args: argparse.Namespace) -> None:
             check_number(value, flag, minimum=minimum)
     if args.max_runs is not None:
         check_number(args.max_runs, "--max-runs", minimum=1)
+    for flag, value, minimum in (("--workers", args.workers, 1), ("--gpus-per-run", args.gpus_per_run, 0),
+                                 ("--cpus-per-run", args.cpus_per_run, 1), ("--time-min", args.time_min, 1),
+                                 ("--resamples", args.resamples, 1)):
+        check_number(value, flag, minimum=minimum)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file; --out names the study's folder")
@@ -128,3 +161,22 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
         return [k for key in sorted(set(a) | set(b), key=str)
                 for k in _differences(a.get(key), b.get(key), f"{prefix}{key}.")]
     return [] if a == b else [prefix.rstrip(".") or "config"]
+
+
+def report_main(argv: Sequence[str]) -> int:
+    """``study.py report --out DIR``: (re)write the report of a study, also of one still running."""
+    from kpreg.compare.report import ReportOptions, write_report
+
+    parser = CommandParser(prog="study.py report", description="Write <out>/report.md and plots.")
+    parser.add_argument("--out", required=True, help="the study directory")
+    parser.add_argument("--no-wandb", action="store_true", help="do not log the verdict table to a wandb summary run")
+    add_report_arguments(parser)
+    args = parser.parse_args(argv)
+    if not Path(args.out).is_dir():
+        parser.error(f"no such study directory: {args.out}")
+    try:
+        check_number(args.resamples, "--resamples", minimum=1)
+        print(f"wrote {write_report(args.out, ReportOptions.of(args))}")
+    except USER_ERRORS as err:  # a study whose files cannot make a report (or a comparison): one line, exit code 2
+        fail(err)
+    return 0

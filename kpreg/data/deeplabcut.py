@@ -192,8 +192,11 @@ class DeepLabCutDataModule(KeypointDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         primary_metric: str | None = None,
+        train_budget: int | str | None = None,
+        budget_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric)
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric, train_budget,
+                         budget_seed)
         if box_source not in ("keypoints", "image", "both"):
             raise DataError(f"box_source must be 'keypoints', 'image' or 'both', got {box_source!r}")
         if padding <= 0:
