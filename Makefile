@@ -14,10 +14,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The main job on the embedded synthetic default: train, evaluate, print the metric table.
+# The main job on the embedded synthetic default: train, evaluate, print the metric table (again from scratch on a
+# second run: --overwrite replaces the demo's earlier outputs).
 demo: install
-	$(PY) train.py --config configs/data/synthetic.yaml --config configs/heads/heatmap.yaml --trainer.default_root_dir $(RUN)
-	$(PY) evaluate.py --config $(RUN)/config.yaml --ckpt_path $(RUN)/checkpoints/best.ckpt --json $(RUN)/metrics.json
+	$(PY) train.py --config configs/data/synthetic.yaml --config configs/heads/heatmap.yaml --trainer.default_root_dir $(RUN) --overwrite
+	$(PY) evaluate.py --config $(RUN)/config.yaml --ckpt_path $(RUN)/checkpoints/best.ckpt --json $(RUN)/metrics.json --overwrite
 
 # The test suite (wandb offline: nothing waits on a login), one worker per core; a test module stays on one worker,
 # so its trained fixtures are built once.

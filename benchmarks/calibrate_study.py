@@ -36,7 +36,7 @@ def calibrate_run(run: Path, data: dict | None, out: Path) -> Path | None:
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [sys.executable, "evaluate.py", "--config", str(out / "config.yaml"), "--ckpt_path",
            str(run / "checkpoints" / "best.ckpt"), "--json", str(out / "metrics.json"), "--calibrate",
-           "--trainer.enable_progress_bar", "false"]
+           "--trainer.enable_progress_bar", "false", "--overwrite"]  # the folder is this benchmark's: a rerun replaces it
     with open(out / "evaluate.log", "w") as log:
         code = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
     if code != 0:

@@ -189,8 +189,9 @@ def main() -> None:
                             ("TorchScript", Predictor.from_exported(script_path, "torchscript", batch_size=args.batch))):
             coords, confidence = other.run(crops)
             parity[name] = [float((coords - reference[0]).abs().max()), float((confidence - reference[1]).abs().max())]
+        # --overwrite: every round predicts into the same throw-away folder
         common = ["--input", str(long_video), "--batch-size", str(args.batch), "--threads", str(threads),
-                  "--device", "cpu"]
+                  "--device", "cpu", "--overwrite"]
         commands = {
             "PyTorch": ["--ckpt", args.ckpt, *common, "--out", str(work / "out_torch")],
             "ONNX Runtime": ["--backend", "onnxruntime", "--model", str(onnx_path), *common,
@@ -224,7 +225,7 @@ def main() -> None:
             for name, base in list(backends.items())[:1 if args.quick else None]:
                 memory[f"{name}, {label} frames"] = peak_memory_mb(
                     [*base, "--input", str(video), "--out", str(work / f"mem_{label}"), "--draw", "--device", "cpu",
-                     "--batch-size", str(args.batch), "--threads", str(threads)], work)
+                     "--batch-size", str(args.batch), "--threads", str(threads), "--overwrite"], work)
         if args.frame_png:
             # 240 px frames keep the PNG under 300 kB (noisy backgrounds compress poorly)
             print(f"wrote {drawn_frames(models['PyTorch'], Path(args.frame_png), [3, 8, 15], 240)}")

@@ -209,7 +209,7 @@ def main() -> None:
             base = ["--ckpt", args.ckpt] if name == "PyTorch" else ["--backend", "onnxruntime", "--model",
                                                                     str(models[name])]
             memory[name] = peak_memory_mb([*base, "--input", args.video, "--detections", args.detections,
-                                           "--out", str(work / "mem"), "--device", "cpu", "--threads", "1"], work)
+                                           "--out", str(work / "mem"), "--device", "cpu", "--threads", "1", "--overwrite"], work)
         result["peak_rss_mib_whole_video"] = memory
         print("\n| predict.py, whole video, peak RSS | MiB |\n|---|---|")
         for name, value in memory.items():
@@ -241,7 +241,7 @@ def speed(args: argparse.Namespace, models: dict[str, Path], work: Path) -> dict
                     cut_clip(args.video, clip, args.frames)
                 fps.setdefault(f"predict.py, {name}, {where}", []).append(predict_fps(
                     [*base, "--input", str(clip), "--detections", args.detections, "--batch-size", str(args.batch),
-                     "--threads", str(threads), "--device", "cpu", "--out", str(work / "out")]))
+                     "--threads", str(threads), "--device", "cpu", "--out", str(work / "out"), "--overwrite"]))
             if args.locate_ckpt:
                 locate_speed(args, fps, where, threads, work)
             print(f"round {r + 1}, {where}: " + ", ".join(f"{k.split(', ')[0]} {k.split(', ')[1]} {v[-1]:.0f}"
@@ -255,7 +255,7 @@ def speed(args: argparse.Namespace, models: dict[str, Path], work: Path) -> dict
                                                                     str(models[name])]
             whole[f"predict.py, {name}, one core, whole video"] = predict_fps(
                 [*base, "--input", args.video, "--detections", args.detections, "--batch-size", str(args.batch),
-                 "--threads", "1", "--device", "cpu", "--out", str(work / "out_whole")])
+                 "--threads", "1", "--device", "cpu", "--out", str(work / "out_whole"), "--overwrite"])
             print(f"whole video, one core, {name}: {whole[f'predict.py, {name}, one core, whole video']:.1f} "
                   "frames/s", flush=True)
     os.sched_setaffinity(0, set(cores))
@@ -320,7 +320,7 @@ def locate_speed(args: argparse.Namespace, fps: dict[str, list[float]], where: s
         fps.setdefault(f"no boxes, {name}, {where}", []).append(count / (time.perf_counter() - start))
     fps.setdefault(f"predict.py, no boxes, {where}", []).append(predict_fps(
         ["--ckpt", args.locate_ckpt, "--input", clip, "--batch-size", str(args.batch), "--threads", str(threads),
-         "--device", "cpu", "--out", str(work / "out_locate")]))
+         "--device", "cpu", "--out", str(work / "out_locate"), "--overwrite"]))
 
 
 def cut_clip(video: str, out: Path, frames: int) -> None:

@@ -28,6 +28,23 @@ from kpreg.heads.base import Head
 from kpreg.metrics.calibration import ConfidenceMap
 
 
+class FlipTestError(ValueError):
+    """A flip test on a model that never learned mirrored images (no left/right pairs, no flip augmentation)."""
+
+
+def check_flip_test_sound(flip_pairs: Sequence[Sequence[int]], flip_augmentation: bool | None, setting: str) -> None:
+    """The one rule for a flip test, applied by every entry point (train, evaluate, predict, the Python API, export):
+    it averages the prediction on the mirrored image, which only means something if the data is mirror-symmetric up
+    to its left/right pairs, or if training flipped images (the model then learned mirrored ones).
+    ``flip_augmentation`` None: not recorded (a checkpoint from before it was); only the pairs count then."""
+    if flip_pairs or flip_augmentation:
+        return
+    raise FlipTestError(
+        f"{setting}: a flip test on a model without left/right flip pairs that was trained without flip "
+        "augmentation averages in a prediction on a mirrored image it never learned: leave the flip test off "
+        "(--no-flip, model.flip_test: false), or declare flip pairs / flip images in training")
+
+
 class NetworkOutput(NamedTuple):
     """What an evaluation pass produces, before calibration."""
 

@@ -1,68 +1,74 @@
 """``train.py`` and ``evaluate.py``: thin entry points around ``train_main`` and ``evaluate_main``.
 
 Errors that are the user's input (an unknown key, a missing file, a checkpoint that does not fit) print one line
-and exit with code 2; ``KPREG_DEBUG=1`` shows the traceback.
+and exit with code 2 (``kpreg.cli.errors``); ``KPREG_DEBUG=1`` shows the traceback. Outputs are checked before any
+work and never replaced without ``--overwrite`` (``kpreg.cli.outputs``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import pickle
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from rich.console import Console
+from rich.table import Table
 
-from kpreg.backbone import BackboneError
-from kpreg.cli.lightning import make_cli
+from kpreg.cli.errors import USER_ERRORS, fail, suggest, user_message
+from kpreg.cli.lightning import make_cli, parser_options
+from kpreg.cli.outputs import check_file, check_folder, check_run_directory, remove
 from kpreg.cli.quiet import finish_wandb
 from kpreg.data.datamodule import KeypointDataModule
 from kpreg.metrics.calibration import ConfidenceScores, reliability_diagram
 from kpreg.metrics.calibration.evaluation import CalibrationOutcome
-from kpreg.metrics.contract import per_keypoint_table
-from kpreg.metrics.table import PER_SAMPLE_FILE
+from kpreg.metrics.contract import KeypointMetrics, format_value, per_keypoint_table
+from kpreg.metrics.oks import OKSAP
+from kpreg.metrics.table import PER_SAMPLE_FILE, EvaluationTable
+from kpreg.network import check_flip_test_sound
 from kpreg.training.checkpoint import (
-    CheckpointMismatchError,
     check_checkpoint_identity,
     check_state_dict_compatible,
     read_checkpoint,
 )
 from kpreg.training.evaluation import EvaluationResult
 from kpreg.training.module import KeypointModule, NonFiniteLossError
+from kpreg.validation import check_number
 
-# Errors that are the user's input, not a bug: printed as one line, exit code 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    BackboneError,
-    CheckpointMismatchError,
-    FileNotFoundError,
-    ValueError,
-)
+# Every name the evaluation writes into its output folder (besides --json and the dataset's own predictions files,
+# which are written again under the same names): an earlier evaluation is recognised by them, and --overwrite
+# removes them first, so that e.g. a calibrated.ckpt of an earlier --calibrate never sits beside a new evaluation.
+EVALUATION_OUTPUTS = ("predictions.json", PER_SAMPLE_FILE, "pck_curve.json", "confidence.json",
+                      "confidence_points.npz", "reliability.png", "metric_info.json", "calibration.json",
+                      "calibrated.ckpt")
 
 
 def _fail(err: BaseException, code: int = 2) -> None:
-    """A user error: one clear line and exit code 2 (``KPREG_DEBUG=1`` shows the traceback)."""
-    if os.environ.get("KPREG_DEBUG"):
-        raise err
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
-    sys.exit(code)
+    """A user error: one clear line and exit code 2 (``kpreg.cli.errors.fail``)."""
+    fail(err, code)
 
 
-def check_flip_test(model: KeypointModule, datamodule: KeypointDataModule, forced: bool) -> None:
-    """Refuse a flip test that cannot be right: it averages the prediction on the mirrored image, which only means
-    something if the data is mirror-symmetric up to its left/right pairs (or the model learned mirrored images)."""
-    if not model.flip_test or forced or datamodule.flip_pairs or datamodule.flip_augmentation:
-        return
-    raise ValueError(
-        "flip test is on (model.flip_test), but this dataset declares no left/right flip pairs and trains without "
-        "flip augmentation, so the mirrored prediction is of an image the model never learned: set "
-        "model.flip_test: false (or --no-flip), declare flip pairs, or force it with --flip true"
-    )
+def check_flip_test(model: KeypointModule, datamodule: KeypointDataModule, setting: str = "model.flip_test") -> None:
+    """Refuse a flip test that cannot be right (``kpreg.network.check_flip_test_sound``: the one rule, which
+    predict.py, the Python API and export.py apply to a checkpoint's record)."""
+    if model.flip_test:
+        check_flip_test_sound(datamodule.flip_pairs, datamodule.flip_augmentation, setting)
+
+
+def check_training_length(trainer_config: Any) -> None:
+    """Refuse a run that would end without a training step: ``max_epochs`` 0 (or below -1, Lightning's "no
+    limit"), ``max_steps`` 0 (or below -1)."""
+    for key in ("max_epochs", "max_steps"):
+        value = trainer_config.get(key)
+        if value is not None and value != -1:
+            check_number(value, f"--trainer.{key}", minimum=1, integer=True)
 
 
 def train_main(argv: Sequence[str] | None = None) -> None:
@@ -72,33 +78,57 @@ def train_main(argv: Sequence[str] | None = None) -> None:
         cli = make_cli(sys.argv[1:] if argv is None else argv, evaluate=False)
         config = cli.config
         ckpt_path = config.ckpt_path
-        check_flip_test(cli.model, cli.datamodule, forced=False)
+        check_training_length(config.trainer)
+        check_flip_test(cli.model, cli.datamodule)
         resume = resume_path(ckpt_path, config.last_checkpoint.dirpath)
+        earlier = check_run_directory(config.trainer.default_root_dir,
+                                      [config.checkpoint.dirpath, config.last_checkpoint.dirpath], ckpt_path,
+                                      config.overwrite)
         if resume is not None and not config.allow_checkpoint_mismatch:
             # The checkpoint must be this model (head, keypoints, input size) before Lightning restores anything.
             check_checkpoint_identity(read_checkpoint(resume), cli.model.describe(), resume)
+        if cli.trainer.is_global_zero:
+            remove(earlier)  # --overwrite: the earlier run's checkpoints go (no best-v1.ckpt beside them)
         # Lightning checkpoints hold only tensors and plain containers: resume with weights_only=True, which
         # never unpickles code. The model's on_load_checkpoint checks tensor names and shapes first.
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
         finish_wandb(cli.trainer.loggers)
     except NonFiniteLossError as err:
-        _fail(err, code=1)
+        fail(err, code=1)
     except pickle.UnpicklingError as err:
-        _fail(ValueError(f"cannot resume from {ckpt_path} with torch.load(weights_only=True): it holds pickled "
-                         f"objects, not only tensors and plain containers (from a trusted source, load and "
-                         f"re-save it). {str(err).splitlines()[0]}"))
-    except USER_ERRORS as err:
-        _fail(err)
+        fail(ValueError(f"cannot resume from {ckpt_path} with torch.load(weights_only=True): it holds pickled "
+                        f"objects, not only tensors and plain containers (from a trusted source, load and "
+                        f"re-save it). {str(err).splitlines()[0]}"))
+    except argparse.ArgumentError as err:
+        fail_command_line(err, "train.py", evaluate=False)
+    except (*USER_ERRORS, MisconfigurationException) as err:  # Lightning's: a trainer setting it cannot take
+        fail(err)
+
+
+def fail_command_line(err: argparse.ArgumentError, command: str, evaluate: bool) -> None:
+    """A command line the parser cannot read, as one line with the nearest option for a typo."""
+    message = user_message(err)
+    if "arguments:" in message:
+        message = suggest(message, parser_options(evaluate))
+    if 'key "model.head"' in message:
+        import kpreg.heads
+
+        message += f" (kpreg's heads: {', '.join(f'kpreg.heads.{name}' for name in kpreg.heads.__all__)})"
+    fail(f"{message} (python {command} --help lists the options)")
 
 
 def resume_path(ckpt_path: str | None, last_dir: str | None) -> str | None:
     """The file ``--ckpt_path`` resumes from, where it can be known before training: an explicit path (which must
-    exist) or ``last`` (the run's last.ckpt, when there is one); None otherwise."""
+    exist) or ``last`` (the run's last.ckpt, which must exist: resuming a run that has none would start it from
+    scratch without a word); None otherwise."""
     if ckpt_path is None or ckpt_path == "best":
         return None
     if ckpt_path == "last":
         last = Path(last_dir or "") / "last.ckpt"
-        return str(last) if last_dir is not None and last.is_file() else None
+        if last_dir is None or not last.is_file():
+            raise FileNotFoundError(f"--ckpt_path last: there is no {last} to resume from (leave --ckpt_path out to "
+                                    "start the run)")
+        return str(last)
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
     return ckpt_path
@@ -124,7 +154,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
     Every setting, the flip test included, comes from the run's config; ``--flip`` / ``--no-flip`` override it.
     ``--calibrate`` fits the confidence calibration on the evaluated split (cross-fitted: the reported scores are
     out of fold) and writes ``calibration.json`` and ``calibrated.ckpt`` (the checkpoint with that map) beside
-    the outputs."""
+    the outputs. ``--ci`` adds every summary metric's 95 % interval (a bootstrap over the evaluated images)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "score":
         from kpreg.cli.score import score_main
@@ -136,7 +166,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
         config = cli.config
         if config.ckpt_path is None:
             raise ValueError("--ckpt_path is required: the checkpoint to evaluate")
-        check_flip_test(cli.model, cli.datamodule, forced=config.flip is True)
+        earlier = check_evaluation_outputs(config)
+        check_flip_test(cli.model, cli.datamodule, "--flip" if config.flip else "model.flip_test")
         checkpoint = load_checkpoint_weights(cli.model, config.ckpt_path, config.allow_checkpoint_mismatch)
         if config.calibrate and not cli.model.calibration.enabled:
             raise ValueError("--calibrate with model.calibration_method none: choose a method (auto, platt, …)")
@@ -146,9 +177,30 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
             result = cli.model.evaluate_table(result.table, fit=True, split="evaluated")
         if not cli.trainer.is_global_zero:
             return  # under DDP the metrics and the gathered predictions are reported once, by rank 0
+        remove(earlier)  # --overwrite: the earlier evaluation's files go, so that old and new never mix
         report(cli, config, result, checkpoint if config.calibrate else None)
-    except USER_ERRORS as err:
-        _fail(err)
+    except argparse.ArgumentError as err:
+        fail_command_line(err, "evaluate.py", evaluate=True)
+    except (*USER_ERRORS, MisconfigurationException) as err:  # Lightning's: a trainer setting it cannot take
+        fail(err)
+
+
+def output_folder(config: Any) -> Path:
+    """Where the evaluation writes: ``--predictions_dir``, else beside ``--json``, else the run directory."""
+    return Path(config.predictions_dir or (Path(config.json).parent if config.json else config.trainer.default_root_dir))
+
+
+def check_evaluation_outputs(config: Any) -> list[Path]:
+    """``--json`` and the output folder, before any work (``kpreg.cli.outputs``); returns the earlier outputs that
+    ``--overwrite`` replaces."""
+    earlier = []
+    if config.json:
+        json_path = check_file(config.json, "--json", config.overwrite)
+        side = json_path.with_name(json_path.stem + "_uncertainty.json")
+        earlier += [p for p in (json_path, side) if p.exists()]
+    flag = "--predictions_dir" if config.predictions_dir else "the output folder"
+    earlier += check_folder(output_folder(config), flag, EVALUATION_OUTPUTS, config.overwrite)
+    return earlier
 
 
 def report(cli: Any, config: Any, result: EvaluationResult, calibrated_checkpoint: dict[str, Any] | None = None) -> None:
@@ -165,14 +217,14 @@ def report(cli: Any, config: Any, result: EvaluationResult, calibrated_checkpoin
         console.print(per_keypoint_table(metrics, names, metric.keypoint_columns))
     if result.uncertainty:  # how well confidence / spread rank the errors (kpreg.metrics.uncertainty)
         console.print("uncertainty: " + ", ".join(f"{k} {v:.4f}" for k, v in result.uncertainty.items()))
-    out_dir = Path(config.predictions_dir or (Path(config.json).parent if config.json else config.trainer.default_root_dir))
+    out_dir = output_folder(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     datamodule: KeypointDataModule = cli.datamodule
     table = result.table
     written = datamodule.write_predictions(out_dir, table.index, table.coords, result.confidence.float())
-    written.append(table.save(out_dir / PER_SAMPLE_FILE, names, result.confidence,
-                              correct_threshold=model.evaluator.correct_threshold, scale=model.evaluator.spec.scale,
-                              flip_test=bool(model.flip_test), checkpoint=str(config.ckpt_path)))
+    written.append(with_instance_oks(table, metric, result.confidence).save(
+        out_dir / PER_SAMPLE_FILE, names, result.confidence, correct_threshold=model.evaluator.correct_threshold,
+        scale=model.evaluator.spec.scale, flip_test=bool(model.flip_test), checkpoint=str(config.ckpt_path)))
     if result.curve is not None:  # a separate file: the metrics JSON stays a flat dict of numbers
         (out_dir / "pck_curve.json").write_text(json.dumps(result.curve))
         written.append(out_dir / "pck_curve.json")
@@ -188,8 +240,55 @@ def report(cli: Any, config: Any, result: EvaluationResult, calibrated_checkpoin
             side = Path(config.json).with_name(Path(config.json).stem + "_uncertainty.json")
             side.write_text(json.dumps(result.uncertainty, indent=2))
             written.append(side)
+    if config.ci:
+        written += report_intervals(console, out_dir / PER_SAMPLE_FILE, metric, config)
     for path in written:
         console.print(f"wrote {path}")
+
+
+def with_instance_oks(table: EvaluationTable, metric: KeypointMetrics, confidence: torch.Tensor) -> EvaluationTable:
+    """The table with each sample's OKS against its own ground-truth instance and its instance score as extras
+    (``oks``, ``instance_score``), where the dataset has OKS AP and each image one instance: what resamples AP."""
+    oks_metric = next((m for m in metric.metrics if isinstance(m, OKSAP)), None)
+    if oks_metric is None:
+        return table
+    box = table.extra.get("box_score")
+    own = oks_metric.own_instances(table.coords.numpy(), confidence.double().cpu().numpy(), table.groups.numpy(),
+                                   None if box is None else box.double().numpy())
+    if own is None:
+        return table
+    extra = {**table.extra, "oks": torch.from_numpy(own[0]), "instance_score": torch.from_numpy(own[1])}
+    return replace(table, extra=extra)
+
+
+def report_intervals(console: Console, per_sample: Path, metric: KeypointMetrics, config: Any) -> list[Path]:
+    """``--ci``: every summary metric of the evaluated split with its 95 % interval, a bootstrap over its images
+    (``kpreg.compare.statistics``); printed and written to ``<json>_ci.json`` (or ``ci.json``)."""
+    from kpreg.compare.per_sample import load_run
+    from kpreg.compare.statistics import Bootstrap
+
+    run = load_run(str(config.ckpt_path), per_sample)
+    boot = Bootstrap(n_resamples=int(config.ci_resamples))
+    rows = []
+    for column in metric.columns:
+        if column.key in run.statistics:
+            rows.append((column, boot.interval([run.statistics[column.key]])))
+    console.print(f"95 % intervals: a bootstrap over the {run.n_images} evaluated images (BCa, {boot.n_resamples} "
+                  "resamples); one run: they cover the test sample, not training noise", soft_wrap=True)
+    table = Table(box=None, header_style="bold underline")
+    for name in ("metric", "value", "95 % CI"):
+        table.add_column(name, justify="left" if name == "metric" else "right")
+    for column, interval in rows:
+        low, high = format_value(interval.low, column.digits), format_value(interval.high, column.digits)
+        table.add_row(column.header, format_value(interval.estimate, column.digits), f"[{low}, {high}]")
+    console.print(table)
+    path = (Path(config.json).with_name(Path(config.json).stem + "_ci.json") if config.json
+            else per_sample.with_name("ci.json"))
+    path.write_text(json.dumps({
+        "level": boot.level, "resamples": boot.n_resamples, "images": run.n_images, "method": "images (BCa)",
+        "note": "one run: the interval covers the test sample (other frames of the same source), not training noise",
+        "intervals": {c.key: {"estimate": i.estimate, "low": i.low, "high": i.high} for c, i in rows}}, indent=2))
+    return [path]
 
 
 def report_confidence(console: Console, outcome: CalibrationOutcome, out_dir: Path,

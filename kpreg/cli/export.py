@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import tempfile
 import warnings
@@ -33,20 +32,20 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from kpreg.backbone import BackboneError
-from kpreg.inference.export import ExportError, export_onnx, export_torchscript, parity
-from kpreg.inference.rebuild import rebuild
-from kpreg.training.checkpoint import CheckpointMismatchError
+from kpreg.cli.errors import USER_ERRORS, CommandParser, fail
+from kpreg.cli.outputs import OVERWRITE_HELP, OutputError, check_file
+from kpreg.inference.export import ExportError, check_opset, export_onnx, export_torchscript, parity
+from kpreg.inference.rebuild import RebuiltModel, rebuild
 
 FORMATS = ("onnx", "torchscript")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="export.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="export.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="a kpreg checkpoint")
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", required=True, help="the file to write (.onnx / .pt)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--config", help="a run's config.yaml, checked against the checkpoint (optional)")
     flip = parser.add_mutually_exclusive_group()
     flip.add_argument("--flip", dest="flip", action="store_true", default=None, help="flip test in the graph")
@@ -95,7 +94,11 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out: str | Path, flip: bool | 
     """Write the checkpoint's model as ``fmt``; returns the path and the PyTorch model it was exported from."""
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {FORMATS}, got {fmt!r}")
-    model = rebuild(ckpt, config, flip_test=flip)
+    return export_model(rebuild(ckpt, config, flip_test=flip), fmt, out, opset)
+
+
+def export_model(model: RebuiltModel, fmt: str, out: str | Path, opset: int = 18) -> tuple[Path, torch.nn.Module]:
+    """Write a rebuilt checkpoint's model as ``fmt``; returns the path and the PyTorch network."""
     net = model.network
     metadata = model.info.to_metadata()
     if fmt == "onnx":
@@ -107,16 +110,33 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out: str | Path, flip: bool | 
         return export_torchscript(net, out, metadata=metadata), net
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """``--out`` (``kpreg.cli.outputs``: a file, new unless ``--overwrite``, named so that ``kpreg.load`` and
+    ``predict.py`` read it as its format) and ``--opset``, before any work."""
+    out = check_file(args.out, "--out", args.overwrite)
+    onnx_name = out.suffix.lower() == ".onnx"
+    if args.format == "onnx" and not onnx_name:
+        raise OutputError(f"--out {out}: name an ONNX file .onnx (kpreg.load and predict.py read the format from "
+                          "the name)")
+    if args.format == "torchscript" and (onnx_name or out.suffix.lower() == ".ckpt"):
+        raise OutputError(f"--out {out}: --format torchscript writes TorchScript, which kpreg.load and predict.py "
+                          f"would read as {'ONNX' if onnx_name else 'a checkpoint'}: name it .pt")
+    if args.format == "onnx" and importlib.util.find_spec("onnx") is not None:
+        check_opset(args.opset, "--opset")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, markup=False)
     try:
+        check_arguments(args)
         if args.int8 is not None:
             if args.format != "onnx":
                 raise ValueError("--int8 quantises an ONNX model: give --format onnx")
             _export_int8(args, console)
             return
-        path, net = export_checkpoint(args.ckpt, args.format, args.out, args.flip, args.config, args.opset)
+        path, net = export_model(rebuild(args.ckpt, args.config, flip_test=args.flip), args.format, args.out,
+                                 args.opset)
         flip = "with" if net.flip_test else "without"
         console.print(f"wrote {path} ({args.format}, {flip} the flip test, dynamic batch, input "
                       f"{net.input_size[0]}x{net.input_size[1]})", highlight=False)
@@ -128,11 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         crops = torch.randn(4, 3, *net.input_size, generator=torch.Generator().manual_seed(0))
         _print_parity(console, net, crops, "4 random crops",
                       {"onnx_path": path} if args.format == "onnx" else {"torchscript_path": path})
-    except (ValueError, FileNotFoundError, BackboneError, CheckpointMismatchError) as err:
-        if os.environ.get("KPREG_DEBUG"):
-            raise
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
-        sys.exit(2)
+    except USER_ERRORS as err:  # the user's input (kpreg.cli.errors): one line, exit code 2
+        fail(err)
 
 
 def _export_int8(args: argparse.Namespace, console: Console) -> None:
@@ -140,7 +157,8 @@ def _export_int8(args: argparse.Namespace, console: Console) -> None:
 
     crops = calibration_crops(args.ckpt, args.int8, args.detections, args.calibration_frames, args.flip, args.config)
     with tempfile.TemporaryDirectory(prefix="kpreg-export-") as tmp:
-        fp32, net = export_checkpoint(args.ckpt, "onnx", Path(tmp) / "fp32.onnx", args.flip, args.config, args.opset)
+        fp32, net = export_model(rebuild(args.ckpt, args.config, flip_test=args.flip), "onnx",
+                                 Path(tmp) / "fp32.onnx", args.opset)
         path = quantize_int8(fp32, args.out, crops.numpy())
     flip = "with" if net.flip_test else "without"
     console.print(f"wrote {path} (onnx int8, {flip} the flip test, dynamic batch, input {net.input_size[0]}x"

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -56,6 +57,10 @@ class RunDirConfigSaver(SaveConfigCallback):
     given to wandb as flat config columns."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        # --overwrite is this command's permission, not part of the run: a later command reading config.yaml must
+        # not inherit it (nor --ckpt_path, which names this command's resume point).
+        self.config = self.config.clone()
+        self.config.overwrite = False
         if trainer.is_global_zero:
             run_dir = Path(trainer.default_root_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +79,13 @@ class RunDirConfigSaver(SaveConfigCallback):
         logger.experiment.config.update(flat, allow_val_change=True)  # allow_val_change: a resumed run sets them again
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
-        checkpoint.setdefault("kpreg", {})["config"] = plain(self.config.as_dict())
+        record = checkpoint.setdefault("kpreg", {})
+        record["config"] = plain(self.config.as_dict())
+        # Whether training flipped images: with the flip pairs, what decides if a flip test is sound
+        # (kpreg.network.check_flip_test_sound) where only the checkpoint is at hand (predict.py, export.py).
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None:
+            record["flip_augmentation"] = bool(datamodule.flip_augmentation)
 
 
 def dataset_tag(data_class_path: Any) -> str:
@@ -133,6 +144,9 @@ class KpregCLI(LightningCLI):
         parser.add_argument("--allow_checkpoint_mismatch", type=bool, default=False,
                             help="use a checkpoint whose head, keypoints or input size differ from the config's "
                                  "(the tensors must still fit)")
+        parser.add_argument("--overwrite", type=bool, nargs="?", const=True, default=False,
+                            help="train.py: start over in a run directory that holds checkpoints (they are removed); "
+                                 "evaluate.py: replace an earlier evaluation's files (kpreg.cli.outputs)")
         if self.evaluate:
             parser.add_argument("--json", type=str | None, default=None, help="write the metrics here")
             parser.add_argument("--predictions_dir", type=str | None, default=None,
@@ -143,6 +157,10 @@ class KpregCLI(LightningCLI):
             parser.add_argument("--calibrate", type=bool, nargs="?", const=True, default=False,
                                 help="fit a new confidence calibration on the evaluated split (calibration.json, "
                                      "calibrated.ckpt)")
+            parser.add_argument("--ci", type=bool, nargs="?", const=True, default=False,
+                                help="print every summary metric with its 95 %% interval (bootstrap over the evaluated "
+                                     "images) and write <json>_ci.json")
+            parser.add_argument("--ci_resamples", type=int, default=2000, help="bootstrap resamples of --ci")
 
     def before_instantiate_classes(self) -> None:
         config = self.config
@@ -195,7 +213,28 @@ def progress_display() -> Any:
     return LogLineProgress() if progress_mode(sys.stdout) == "lines" else None
 
 
+def check_config_files(args: Sequence[str]) -> None:
+    """Every ``--config`` file of a command line that exists must be YAML: the parser's own message names no file
+    (``in "<unicode string>", line 2``), so a syntax error is reported here with the file, line and column. A missing
+    file is left to the parser, whose message names it."""
+    args = list(args)
+    for flag, value in zip(args, args[1:] + [""]):
+        name, _, inline = flag.partition("=")
+        if name not in ("--config", "-c"):
+            continue
+        path = Path(inline or value)
+        if not path.is_file():
+            continue
+        try:
+            with open(path) as f:
+                yaml.safe_load(f)
+        except yaml.YAMLError as err:  # its message names the file, line and column of the problem
+            where = " ".join(line.strip() for line in str(err).splitlines())
+            raise ValueError(f"--config {path}: not valid YAML: {where}") from None
+
+
 def make_cli(args: Sequence[str], evaluate: bool, cli_class: type[KpregCLI] = KpregCLI) -> KpregCLI:
+    check_config_files(args)
     return cli_class(
         KeypointModule,
         KeypointDataModule,
@@ -205,6 +244,9 @@ def make_cli(args: Sequence[str], evaluate: bool, cli_class: type[KpregCLI] = Kp
         run=False,
         args=list(args),
         evaluate=evaluate,
+        # A bad command line raises (the entry point prints it as one line, kpreg.cli.errors) instead of printing the
+        # whole usage page; options are spelled out, so a typo is never taken for another option.
+        parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
         trainer_defaults={"enable_progress_bar": os.environ.get("KPREG_PROGRESS") != "none",
                           "enable_model_summary": False},
     )
@@ -221,6 +263,12 @@ class _ParserOnly(KpregCLI):
 
     def instantiate_classes(self) -> None:
         pass
+
+
+def parser_options(evaluate: bool) -> list[str]:
+    """Every option of ``train.py``'s (``evaluate``: ``evaluate.py``'s) parser, e.g. to suggest one for a typo."""
+    parser = make_cli([], evaluate=evaluate, cli_class=_ParserOnly).parser
+    return [o for action in parser._actions for o in action.option_strings]
 
 
 def train_parser() -> LightningArgumentParser:

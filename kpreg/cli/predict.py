@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -58,6 +57,8 @@ import cv2
 import numpy as np
 from rich.console import Console
 
+from kpreg.cli.errors import USER_ERRORS, CommandParser, fail
+from kpreg.cli.outputs import OVERWRITE_HELP, OutputError, check_folder, is_run_directory, remove
 from kpreg.cli.smooth_track import (
     DEFAULT_GATE,
     SmoothingSettings,
@@ -79,6 +80,7 @@ from kpreg.inference.runtimes import BACKENDS
 from kpreg.inference.smoothing import DEFAULT_WINDOW, SMOOTHERS
 from kpreg.inference.sources import Frame, FrameSource, open_source
 from kpreg.inference.writers import PredictionsWriter, VideoWriter
+from kpreg.validation import check_number
 
 DEFAULT_VIDEO_FPS = 25.0  # for the drawn MP4 of a video whose header has no frame rate
 
@@ -88,8 +90,7 @@ class NothingPredicted(ValueError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="predict.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="predict.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model")
     model.add_argument("--ckpt", action="append",
                        help="a kpreg checkpoint (it carries its model: no config needed); several --ckpt: an ensemble "
@@ -117,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="without --detections, for a model trained on crops and whole frames (box_source both): "
                            "passes on the crop of the keypoints found, after the whole-frame pass")
     out = parser.add_argument_group("output")
-    out.add_argument("--out", required=True, help="output folder")
+    out.add_argument("--out", required=True, help="output folder (not a training run's folder)")
+    out.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     out.add_argument("--draw", action="store_true", help="draw predictions: drawn/ images, or an annotated MP4")
     out.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
                      help="drawing hides keypoints below this confidence (DeepLabCut's pcutoff; 0.5: more likely "
@@ -158,12 +160,41 @@ class RunStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+def check_arguments(args: argparse.Namespace) -> list[Path]:
+    """Every argument's range, and the ``--out`` folder (``kpreg.cli.outputs``), before any work; returns the earlier
+    outputs that ``--overwrite`` replaces."""
+    check_number(args.batch_size, "--batch-size", minimum=1)
+    check_number(args.prefetch, "--prefetch", minimum=1)
+    if args.threads is not None:
+        check_number(args.threads, "--threads", minimum=1)
+    check_number(args.min_confidence, "--min-confidence", 0.0, 1.0)
+    check_number(args.score_thr, "--score-thr", 0.0, 1.0)
+    check_number(args.padding, "--padding", minimum=0.0, above=True)
+    check_number(args.refine, "--refine", minimum=0)
+    out = Path(args.out)
+    if is_run_directory(out):
+        raise OutputError(f"--out {out} is a training run's folder (config.yaml, checkpoints/), where evaluate.py "
+                          f"writes files of the same names: predict into a folder of its own, e.g. {out / 'predict'}")
+    return check_folder(out, "--out", _outputs(out), args.overwrite)
+
+
+def _outputs(out: Path) -> list[str]:
+    """The names predict.py writes in its ``--out`` folder (those there now, for the drawn videos)."""
+    drawn_videos = [p.name for p in out.glob("*_drawn.mp4")] if out.is_dir() else []
+    return ["predictions.json", "predictions.json.partial", "predictions.csv", "summary.json", "drawn",
+            "disagreement.csv", *drawn_videos, *_smoothed_outputs(out)]
+
+
+def _smoothed_outputs(out: Path) -> list[str]:
+    """The names ``--smooth`` writes in the ``--out`` folder (those there now, for the drawn videos)."""
+    drawn_videos = [p.name for p in out.glob("*_smoothed.mp4")] if out.is_dir() else []
+    return ["predictions_smoothed.csv", "predictions_smoothed.h5", "legend.png", *drawn_videos]
+
+
 def build_predictor(args: argparse.Namespace) -> Predictor | EnsemblePredictor:
     import torch
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     ckpts = args.ckpt or []
     if len(ckpts) > 1:
@@ -265,21 +296,19 @@ def smooth_file(args: argparse.Namespace, console: Console) -> list[Path]:
     if args.draw:
         raise ValueError("--draw with --predictions needs the model's skeleton: predict the video with --ckpt, "
                          "--smooth and --draw instead")
+    out = Path(args.out)
+    earlier = check_folder(out, "--out", _smoothed_outputs(out), args.overwrite)
     source = open_source(args.input)
     settings = _smoothing(args, source)
     assert settings is not None and source.video is not None
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    remove(earlier)  # --overwrite: the earlier smoothed outputs go, so that old and new never mix
+    out.mkdir(parents=True, exist_ok=True)
     return _smooth_outputs(args, settings, Path(args.predictions), source.video.frame_count, (), console)
 
 
 def run(args: argparse.Namespace, console: Console) -> RunStats:
     """Predict every frame of ``args.input`` into ``args.out``; returns what happened."""
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.prefetch < 1:
-        raise ValueError(f"--prefetch must be at least 1, got {args.prefetch}")
-    if args.refine < 0:
-        raise ValueError(f"--refine must be 0 or more, got {args.refine}")
+    earlier = check_arguments(args)
     source = open_source(args.input, prefetch_depth=args.prefetch)
     detections: Detections | None = None
     if args.detections:
@@ -296,6 +325,7 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
     console.print(f"boxes: {boxes}", highlight=False)
 
     out_dir = Path(args.out)
+    remove(earlier)  # --overwrite: the earlier outputs go, so that old and new never mix
     out_dir.mkdir(parents=True, exist_ok=True)
     video = source.video is not None
     source_name = Path(args.input).name
@@ -363,10 +393,13 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
         "seconds": round(stats.seconds, 3), "frames_per_second": round(stats.frames_per_second, 2),
         "outputs": sorted(p.name for p in out_dir.iterdir() if p.name != "summary.json"),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    if stats.instances == 0:
-        why = source.report.fault or (detections_report.summary() if detections_report else "")
+    if stats.instances == 0:  # the empty files go too: a corrected run into the same --out is not refused
+        remove(p for p in out_dir.iterdir() if p.name in _outputs(out_dir))
+        skipped = "; ".join(f"{n}: {r}" for n, r in list(source.report.skipped.items())[:3])
+        why = source.report.fault or (_one_line(detections_report.summary()) if detections_report else "") \
+            or skipped
         raise NothingPredicted(f"nothing was predicted from {args.input}" + (f": {why}" if why else ""))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(f"{stats.frames} frame(s), {stats.instances} instance(s) in {stats.seconds:.1f} s "
                   f"({stats.frames_per_second:.1f} frames/s) → {out_dir}/predictions.json, predictions.csv"
                   + (", drawn" if args.draw else ""), highlight=False)
@@ -429,48 +462,44 @@ def _write(
     table.add(frame.index if video else frame.name, xy, prediction.confidence[best])
 
 
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _report(source: FrameSource, detections: Any, stats: RunStats, console: Console) -> None:
     """One line per thing that did not go as plainly as it could (skips, conversions, faults, unmatched)."""
     report = source.report
-    err = Console(stderr=True, soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True, markup=False)  # file names may hold brackets: printed as they are
     if report.skipped:
         shown = ", ".join(f"{n} ({r})" for n, r in list(report.skipped.items())[:5])
         more = f", … {len(report.skipped) - 5} more" if len(report.skipped) > 5 else ""
-        err.print(f"[yellow]warning:[/] skipped {len(report.skipped)} file(s) that are not readable images: "
+        err.print(f"warning: skipped {len(report.skipped)} file(s) that cannot be predicted on: "
                   f"{shown}{more}", highlight=False)
     if report.notes:
         shown = ", ".join(f"{n} ({'; '.join(r)})" for n, r in list(report.notes.items())[:5])
         more = f", … {len(report.notes) - 5} more" if len(report.notes) > 5 else ""
         console.print(f"note: converted {len(report.notes)} image(s) to 8-bit RGB: {shown}{more}", highlight=False)
     if report.fault:
-        err.print(f"[yellow]warning:[/] {report.fault}; the {stats.frames} frame(s) before it are predicted",
+        err.print(f"warning: {report.fault}; the {stats.frames} frame(s) before it are predicted",
                   highlight=False)
     if detections is not None and (detections.not_in_input or detections.dropped):
-        err.print("[yellow]warning:[/] " + detections.summary().replace("\n", ";"), highlight=False)
+        err.print("warning: " + _one_line(detections.summary()), highlight=False)
     if stats.frames_without_box:
         console.print(f"note: {stats.frames_without_box} frame(s) had no box (empty CSV rows, nothing in the JSON)",
                       highlight=False)
     if stats.ids_not_in_images_file:
-        err.print(f"[yellow]warning:[/] {stats.ids_not_in_images_file} instance(s) of images missing from "
+        err.print(f"warning: {stats.ids_not_in_images_file} instance(s) of images missing from "
                   "--images-file got their frame index as image_id", highlight=False)
 
 
 # ---- entry point -----------------------------------------------------------------------------------------
-# The user's input, not a bug: one line, exit code 2. Every kpreg input error (SourceError, BoxError, BackendError,
-# ImageInputError, CheckpointMismatchError, BackboneError, …) is a ValueError; the training stack is not imported.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, markup=False)  # paths and names may hold brackets: printed as they are
     try:
         if args.predictions:
             smooth_file(args, console)
         else:
             run(args, console)
-    except USER_ERRORS as err:
-        if os.environ.get("KPREG_DEBUG"):
-            raise
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
-        sys.exit(2)
+    except USER_ERRORS as err:  # the user's input (kpreg.cli.errors): one line, exit code 2
+        fail(err)

@@ -15,21 +15,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 
+from kpreg.cli.errors import USER_ERRORS, CommandParser, fail
+from kpreg.cli.outputs import OVERWRITE_HELP, check_file
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evaluate.py score", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="evaluate.py score", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=["mpii", "coco"])
     parser.add_argument("--gt", required=True, help="gt_valid.mat (MPII) or a COCO keypoints JSON")
     parser.add_argument("--pred", required=True,
                         help="pred.mat / .h5 / predictions.json (MPII) or a results JSON, e.g. predictions.json (COCO)")
     parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--zero_based", action="store_true", help="MPII: predictions are 0-based pixels")
     parser.add_argument("--sigmas", type=float, nargs="+", default=None,
                         help="COCO-format datasets other than COCO: per-keypoint OKS sigmas")
@@ -40,6 +43,8 @@ def score_main(argv: Sequence[str]) -> None:
     args = _parser().parse_args(list(argv))
     console = Console()
     try:
+        if args.json:
+            check_file(args.json, "--json", args.overwrite)
         for path in (args.gt, args.pred):
             if not Path(path).is_file():
                 raise FileNotFoundError(f"file not found: {path}")
@@ -53,9 +58,8 @@ def score_main(argv: Sequence[str]) -> None:
 
             metrics = score_coco_files(args.gt, args.pred, sigmas=args.sigmas)
             console.print(coco_table(metrics))
-    except (ValueError, FileNotFoundError) as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False)
-        sys.exit(2)
+    except USER_ERRORS as err:  # the user's input (kpreg.cli.errors): one line, exit code 2
+        fail(err)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=2))

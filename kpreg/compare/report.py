@@ -3,9 +3,13 @@
 Reads only the study's files: ``<run>/result.json`` (written by ``kpreg.compare.study``, with the metric contract
 of its dataset: primary key, direction, headline columns), ``<run>/pck_curve.json`` and ``<run>/predictions.json``
 (written by ``evaluate.py``), and the run's ``config.yaml`` to rebuild the dataset for the image grid.
-Configurations (head × stride × extra grid values) are averaged over seeds: mean ± std. No metric is named here:
-the table's columns, the plots' axes and their directions come from the contract, so a study on any dataset gets
-a complete report.
+Configurations (head × stride × extra grid values × label budget) are averaged over seeds. Where the runs wrote
+their per-sample tables (``<run>/per_sample.npz``), every figure of the summary table carries its 95 % interval and the
+report opens with the verdict table — each configuration against the best (or ``--baseline``): the difference with
+its interval, a paired test with Holm's correction, P(best) — and, with label budgets, the learning curves
+(``kpreg.compare.comparison``); otherwise the figures are mean ± std over seeds. No metric is named here: the table's
+columns, the plots' axes and their directions come from the contract, so a study on any dataset gets a complete
+report.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,11 +48,24 @@ class Config:
     stride: int | None
     extra: dict[str, Any]
     runs: list[dict[str, Any]] = field(default_factory=list)
+    budget: str | None = None  # the label budget; None: every training frame
 
     @property
     def label(self) -> str:
         extra = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.extra.items())
         return self.head + (f" ({extra})" if extra else "")
+
+    @property
+    def row_label(self) -> str:
+        """``label`` with the label budget, for tables without a budget column: ``dsnt (5% labelled)``."""
+        return self.label + (f" ({self.budget} labelled)" if self.budget is not None else "")
+
+    @property
+    def name(self) -> str:
+        """The configuration in one cell: ``dsnt s4``, ``fc``, ``offset s4 (radius=3.0)``, with its budget."""
+        extra = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.extra.items())
+        text = self.head + (f" s{self.stride}" if self.stride is not None else "") + (f" ({extra})" if extra else "")
+        return text + (f" [{self.budget} labelled]" if self.budget is not None else "")
 
     def values(self, key: str) -> np.ndarray:
         """``key`` of every seed: a metric key of the contract or a top-level result field (``params``)."""
@@ -143,8 +159,10 @@ def load_configs(out: Path) -> list[Config]:
     results.sort(key=lambda r: order.get(r["name"], len(order)))
     groups: dict[tuple, Config] = {}
     for r in results:
-        key = (r["head"], r["stride"], json.dumps(r.get("extra", {}), sort_keys=True))
-        groups.setdefault(key, Config(r["head"], r["stride"], r.get("extra", {}))).runs.append(r)
+        key = (r["head"], r["stride"], json.dumps(r.get("extra", {}), sort_keys=True), r.get("budget"))
+        groups.setdefault(key, Config(r["head"], r["stride"], r.get("extra", {}), budget=r.get("budget"))).runs.append(r)
+    for config in groups.values():
+        config.runs.sort(key=lambda r: r.get("seed") or 0)  # seed order: seeds are paired by position
     return list(groups.values())
 
 
@@ -171,16 +189,26 @@ def fmt_count(value: float) -> str:
 
 
 # ---- tables --------------------------------------------------------------------------------------------
-def summary_table(configs: Sequence[Config], contract: Contract | None = None) -> str:
+def summary_table(configs: Sequence[Config], contract: Contract | None = None,
+                  intervals: dict[str, dict[str, Any]] | None = None) -> str:
+    """Per configuration: the headline metrics (with their 95 % intervals where ``intervals`` — configuration name
+    → key → ``Interval`` — has them, else mean ± std over seeds), then the costs."""
     contract = contract or Contract.of(configs)
+    intervals = intervals or {}
     metrics = contract.headline
-    header = ["Head", "Stride", *(f"**{c.header}**" if c.key == contract.primary else c.header for c in metrics),
+    budgets = any(c.budget is not None for c in configs)
+    header = ["Head", "Stride", *(["Budget"] if budgets else []),
+              *(f"**{c.header}**" if c.key == contract.primary else c.header for c in metrics),
               "Params", "FLOPs", "Latency (ms, CPU)", "Peak RSS (MiB)", "Train time (s)", "Seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", "---:"] + ["---:"] * (len(header) - 2)) + "|"]
     for c in configs:
         n = len(c.runs)
         row = [c.label, str(c.stride) if c.stride is not None else "–"]
-        row += [fmt(*c.mean_std(m.key), digits=m.digits, n=n) for m in metrics]
+        if budgets:
+            row.append(c.budget or "all")
+        ci = intervals.get(c.name, {})
+        row += [ci[m.key].format(m.digits) if m.key in ci else fmt(*c.mean_std(m.key), digits=m.digits, n=n)
+                for m in metrics]
         row += [fmt_count(c.mean_std("params")[0]), fmt_count(c.mean_std("flops")[0])]
         row += [fmt(*c.mean_std("latency_ms"), digits=2, n=n), fmt(*c.mean_std("peak_rss_mb"), digits=0, n=n),
                 fmt(*c.mean_std("train_wall_s"), digits=1, n=n), str(n)]
@@ -205,7 +233,7 @@ def group_table(configs: Sequence[Config], contract: Contract | None = None, lim
     lines = ["| Model | Stride | " + " | ".join(label for _, label in keys) + " |", "|:---|---:|" + "---:|" * len(keys)]
     for c in configs:
         cells = [fmt(c.mean_std(k)[0], 0.0, digits=1) for k, _ in keys]
-        lines.append(f"| {c.label} | {c.stride if c.stride is not None else '–'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {c.row_label} | {c.stride if c.stride is not None else '–'} | " + " | ".join(cells) + " |")
     return title, "\n".join(lines)
 
 
@@ -231,7 +259,7 @@ def confidence_table(configs: Sequence[Config]) -> str:
     for c in configs:
         n = len(c.runs)
         method = (c.runs[0].get("confidence") or {}).get("method") or "none (raw)"
-        row = [c.label, str(c.stride) if c.stride is not None else "–", str(method)]
+        row = [c.row_label, str(c.stride) if c.stride is not None else "–", str(method)]
         row += [fmt(*c.mean_std(col.key, confidence=True), digits=col.digits, n=n) for col in columns]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -439,9 +467,156 @@ def plot_prediction_grid(configs: Sequence[Config], out: Path, path: Path, num_i
 
 
 # ---- the report ----------------------------------------------------------------------------------------
-def write_report(out: Path | str) -> Path:
-    """Write ``<out>/report.md`` and its plots; returns the report's path."""
+@dataclass
+class ReportOptions:
+    """The comparisons' settings: ``baseline`` (a configuration name, e.g. ``heatmap s4``; None: the best),
+    ``targets`` (errors for the frames-needed answer; None: ``default_targets``), bootstrap ``resamples``, and whether
+    the verdict table goes to a wandb summary run when the runs logged to wandb."""
+
+    baseline: str | None = None
+    targets: list[float] | None = None
+    resamples: int = 2000
+    wandb: bool = True
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> ReportOptions:
+        return cls(getattr(args, "baseline", None), getattr(args, "target_error", None),
+                   getattr(args, "resamples", 2000), not getattr(args, "no_wandb", False))
+
+
+@dataclass
+class Comparisons:
+    """What the per-sample tables add to a report: markdown lines, the intervals (configuration name → key →
+    ``Interval``), the verdict rows per budget, and the messages of comparisons that could not be made."""
+
+    lines: list[str] = field(default_factory=list)
+    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verdicts: dict[str | None, list[Any]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def error_column(contract: Contract) -> Column | None:
+    """The error the learning curve is drawn for: the primary where it is a pixel error, else the first headline
+    pixel error (the mean error of every dataset)."""
+    primary = contract.column(contract.primary)
+    if primary.unit == "px" and not primary.higher_is_better:
+        return primary
+    return next((c for c in contract.headline if c.unit == "px" and not c.higher_is_better), None)
+
+
+def comparisons(out: Path, configs: Sequence[Config], contract: Contract, options: ReportOptions,
+                colors: dict[str, Any]) -> Comparisons:
+    """The verdict tables (one per label budget), every headline metric's interval, and the learning curves."""
+    from kpreg.compare.comparison import (
+        ConfigRuns,
+        budget_markdown,
+        default_targets,
+        intervals,
+        learning_curve,
+        plot_learning_curves,
+        verdict_markdown,
+        verdict_note,
+        verdicts,
+    )
+    from kpreg.compare.per_sample import PairingError, load_run
+    from kpreg.compare.statistics import Bootstrap
+
+    result = Comparisons()
+    evaluated: dict[str, ConfigRuns] = {}
+    for c in configs:
+        paths = [out / r["name"] / "per_sample.npz" for r in c.runs]
+        if all(p.is_file() for p in paths):
+            frames = c.runs[0].get("train_frames")
+            evaluated[c.name] = ConfigRuns(c.name, [load_run(r["name"], p) for r, p in zip(c.runs, paths)],
+                                           c.head, c.stride, c.budget, frames, [r.get("seed") or 0 for r in c.runs])
+    if not evaluated:
+        return result
+    boot = Bootstrap(n_resamples=options.resamples)
+    keys = [c.key for c in contract.headline]
+    result.intervals = intervals(list(evaluated.values()), keys, boot)
+    primary = contract.column(contract.primary)
+    budgets = list(dict.fromkeys(c.budget for c in configs))
+    budgets.sort(key=lambda b: (b is not None, parse_share(b)))
+    for budget in budgets:
+        group = [evaluated[c.name] for c in configs if c.budget == budget and c.name in evaluated]
+        if len(group) < 2:
+            continue
+        title = "Which configuration is best" + (f" with {budget} of the labelled frames" if budget else "")
+        baseline = options.baseline if options.baseline in {g.label for g in group} else None
+        try:
+            rows = verdicts(group, contract.primary, contract.higher_is_better, baseline, bootstrap=boot)
+        except PairingError as err:
+            result.errors.append(str(err))
+            result.lines += [f"## {title}", "", f"**Not compared:** {err}.", ""]
+            continue
+        result.verdicts[budget] = rows
+        result.lines += [f"## {title}", "", verdict_markdown(rows, primary.header, primary.digits), "",
+                         verdict_note(rows), ""]
+    if options.baseline is not None and not any(options.baseline in {r.label for r in rows}
+                                                for rows in result.verdicts.values()):
+        result.errors.append(f"--baseline {options.baseline!r} is not a configuration of the study (e.g. "
+                             f"{', '.join(list(evaluated)[:4])})")
+    error = error_column(contract)
+    curves_by_head: dict[str, list[ConfigRuns]] = defaultdict(list)
+    for c in configs:
+        if c.name in evaluated:
+            curves_by_head[Config(c.head, c.stride, c.extra).name].append(evaluated[c.name])
+    with_budgets = {k: v for k, v in curves_by_head.items() if len(v) > 1 and any(b.budget for b in v)}
+    if error is not None and with_budgets:
+        try:
+            curves = [learning_curve(k, v, error.key, [], boot) for k, v in with_budgets.items()]
+            targets = options.targets or default_targets(curves)
+            curves = [learning_curve(k, v, error.key, targets, boot) for k, v in with_budgets.items()]
+        except PairingError as err:
+            result.errors.append(str(err))
+            result.lines += ["## Label budgets", "", f"**Not compared:** {err}.", ""]
+        else:
+            plot = plot_learning_curves(curves, error.header, {k: colors.get(k.split(" s")[0].split(" (")[0])
+                                                               for k in with_budgets},
+                                        out / "learning_curve.png", targets)
+            result.lines += ["## Label budgets: error vs labelled frames", "",
+                             f"{error.header} [95 % CI] per labelled training frames (nested subsets per seed; every "
+                             "budget trains the same number of steps). The power law is fitted on the seed means; "
+                             "the frames needed come with the interval of the refitted curve over the joint "
+                             "resamples.", "", budget_markdown(curves, error.header, error.digits), ""]
+            if plot is not None:
+                result.lines += [f"![learning curve]({plot.name})", ""]
+    return result
+
+
+def parse_share(budget: str | None) -> float:
+    """Sort key of a budget: shares and counts as numbers (the full set, None, first)."""
+    if budget is None:
+        return -1.0
+    try:
+        return float(str(budget).rstrip("%"))
+    except ValueError:
+        return math.inf
+
+
+def job_logs(out: Path, configs: Sequence[Config]) -> str:
+    """Per run: its job's log (submitit's, for local and SLURM runs) and its train / evaluate logs."""
+    lines = ["| Run | Job log | Train log | Evaluate log |", "|:---|:---|:---|:---|"]
+    for c in configs:
+        for r in c.runs:
+            run_dir = out / r["name"]
+
+            def rel(path: Any) -> str:
+                if not path:
+                    return "–"
+                p = Path(path)
+                return f"`{p.relative_to(out)}`" if p.is_relative_to(out) else f"`{p}`"
+
+            lines.append(f"| {r['name']} | {rel(r.get('job_log'))} | {rel(run_dir / 'train.log')} | "
+                         f"{rel(run_dir / 'evaluate.log')} |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path | str, options: ReportOptions | None = None) -> Path:
+    """Write ``<out>/report.md`` and its plots; returns the report's path. Comparisons that cannot be made (runs on
+    other frames, an unknown baseline) are said in the report and raised after it is written, as a ``ValueError``."""
     out = Path(out)
+    options = options or ReportOptions()
     configs = load_configs(out)
     name = out.name
     if (out / "study.json").is_file():
@@ -456,10 +631,15 @@ def write_report(out: Path | str) -> Path:
     primary = contract.column(contract.primary)
     n_runs = sum(len(c.runs) for c in configs)
     direction = "higher" if contract.higher_is_better else "lower"
-    lines += [f"{n_runs} finished runs in {len(configs)} configurations; ± is the standard deviation over seeds. "
-              f"The primary metric, in bold, is {primary.header} ({direction} is better; it selected each run's "
-              "checkpoint). Params, FLOPs and latency are for batch 1 on a CPU; peak RSS is the larger of the train "
-              "and evaluate processes'.", "", summary_table(configs, contract), ""]
+    compared = comparisons(out, configs, contract, options, colors)
+    spread = ("[…] is the 95 % interval: a bootstrap over the evaluated images and, with several seeds, over seeds "
+              "(with one seed it covers the test sample only); ± is the standard deviation over seeds where a run has "
+              "no per-sample table" if compared.intervals else "± is the standard deviation over seeds")
+    lines += compared.lines
+    lines += [f"## Summary ({n_runs} finished runs in {len(configs)} configurations)", "",
+              f"{spread}. The primary metric, in bold, is {primary.header} ({direction} is better; it selected each "
+              "run's checkpoint). Params, FLOPs and latency are for batch 1 on a CPU; peak RSS is the larger of the "
+              "train and evaluate processes'.", "", summary_table(configs, contract, compared.intervals), ""]
     title, groups = group_table(configs, contract)
     if groups:
         lines += [f"## {title}", "", groups, ""]
@@ -492,19 +672,12 @@ def write_report(out: Path | str) -> Path:
     for title, path in plots:
         if path is not None:
             lines += [f"## {title}", "", f"![{title}]({path.name})", ""]
+    lines += ["## Runs and their logs", "", job_logs(out, configs), ""]
     (out / "report.md").write_text("\n".join(lines))
+    if options.wandb and compared.verdicts:
+        from kpreg.compare.wandb_summary import log_study_summary
+
+        log_study_summary(out, name, configs, compared, contract)
+    if compared.errors:
+        raise ValueError(f"{out / 'report.md'} was written without some comparisons: " + "; ".join(compared.errors))
     return out / "report.md"
-
-
-def report_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="study.py report", description="Write <out>/report.md and plots.")
-    parser.add_argument("--out", required=True, help="the study directory")
-    args = parser.parse_args(argv)
-    if not Path(args.out).is_dir():
-        parser.error(f"no such study directory: {args.out}")
-    try:
-        print(f"wrote {write_report(args.out)}")
-    except ValueError as err:  # a study whose files cannot make a report: one line, exit code 2
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0

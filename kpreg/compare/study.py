@@ -18,10 +18,14 @@ and skipped when the command is repeated. A run that was
 interrupted resumes: training from its ``last.ckpt``, or straight to evaluation if training had finished.
 Heads without an output stride (FC) run once per seed, not once per stride.
 
-Several runners may work on one study directory at once (one per GPU, or one per CPU core): each run is
-claimed with an exclusive ``flock`` on ``<out>/<run>/.claim`` for as long as it executes, and a runner skips
-the runs another one holds. The operating system drops the lock when a runner dies, so a killed run is
-picked up again by the next runner that reaches it.
+Where runs execute is the launcher's (``kpreg.compare.launch``): one after the other in this process (the default),
+as local processes or as SLURM jobs, both through submitit; repeating the command re-attaches to jobs still running
+and resubmits failed ones. One study command at a time holds a study directory (``<out>/.study.lock``): parallel runs
+are the launcher's ``--workers``, not several commands.
+
+``--budgets 10,25,50,100%`` (or counts) adds the label-budget axis: every run trains on a nested, seeded subset of
+the labelled training frames (``kpreg.data.budget``; the run's seed orders the frames), and the report draws the
+learning curves. 100 % is the full training set (the run of the grid without a budget).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import fcntl
 import inspect
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -44,6 +49,8 @@ import yaml
 from jsonargparse import ArgumentError, ArgumentParser
 
 from kpreg.classpath import import_class_path, short_name
+from kpreg.compare.launch import Job, LaunchError, LaunchOptions, SubmititLauncher
+from kpreg.data.budget import parse_budget
 from kpreg.training.primary import primary_metric
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,6 +67,7 @@ class RunSpec:
     stride: int | None  # None: the head has no output stride
     seed: int
     extra: dict[str, Any] = field(default_factory=dict)  # values of the --grid axes
+    budget: str | None = None  # the label budget ("25%", "40"); None: every training frame
 
 
 # ---- run configs -----------------------------------------------------------------------------------------
@@ -148,6 +156,7 @@ class Study:
         self.sets = [self._split(kv, "--set") for kv in args.set or []]
         self.grid = [(k, [v.strip() for v in vs.split(",")]) for k, vs in (self._split(g, "--grid")
                                                                            for g in args.grid or [])]
+        self.budgets = parse_budgets(getattr(args, "budgets", None))
 
     @staticmethod
     def _split(item: str, flag: str) -> tuple[str, str]:
@@ -195,13 +204,16 @@ class Study:
             strides: list[int | None] = list(self.strides) if (has_stride and self.strides) else [None]
             grid = [(k, vs) for k, vs in self.grid if applies_to(k, head_class_path)]
             sets = [(k, v) for k, v in self.sets if applies_to(k, head_class_path)]
-            for stride, texts, seed in itertools.product(strides, itertools.product(*(vs for _, vs in grid)),
-                                                          self.seeds):
+            for stride, texts, budget, seed in itertools.product(
+                    strides, itertools.product(*(vs for _, vs in grid)), self.budgets, self.seeds):
                 arguments = list(head_arguments)
                 if stride is not None:
                     arguments += ["--model.head.init_args.output_stride", str(stride)]
                 if seed is not None:
                     arguments += ["--seed_everything", str(seed)]
+                if budget is not None:  # the run's seed orders the frames: one seed's budgets are nested
+                    arguments += ["--data.init_args.train_budget", budget,
+                                  "--data.init_args.budget_seed", str(seed or 0)]
                 for (key, _), text in zip(grid, texts):
                     arguments += [f"--{key}", text]
                 for key, text in sets:
@@ -212,8 +224,9 @@ class Study:
                 seed_value = config.get("seed_everything")
                 eff_seed = seed_value if isinstance(seed_value, int) and not isinstance(seed_value, bool) else 0
                 parts = [head] + ([f"s{eff_stride}"] if eff_stride is not None else [])
-                parts += [f"{k.rsplit('.', 1)[-1]}{v}" for k, v in extra.items()] + [f"seed{eff_seed}"]
-                spec = RunSpec("-".join(parts), head, short_name(head_class_path), eff_stride, eff_seed, extra)
+                parts += [f"{k.rsplit('.', 1)[-1]}{v}" for k, v in extra.items()]
+                parts += ([f"b{budget.replace('%', 'pct')}"] if budget is not None else []) + [f"seed{eff_seed}"]
+                spec = RunSpec("-".join(parts), head, short_name(head_class_path), eff_stride, eff_seed, extra, budget)
                 out.append((spec, config))
         names = [spec.name for spec, _ in out]
         if len(set(names)) != len(names):
@@ -233,7 +246,9 @@ class Study:
                 init["name"] = f"{self.name}/{spec.name}"
                 init["group"] = self.name
                 stride_tag = f"stride{spec.stride}" if spec.stride is not None else "no-stride"
-                init["tags"] = sorted({dataset_tag(config), spec.head, stride_tag, f"seed{spec.seed}", self.name})
+                budget_tag = [f"budget{spec.budget}"] if spec.budget is not None else []
+                init["tags"] = sorted({dataset_tag(config), spec.head, stride_tag, f"seed{spec.seed}", self.name,
+                                       *budget_tag})
         return config
 
     # ---- running ---------------------------------------------------------------------------------------
@@ -252,117 +267,212 @@ class Study:
             "seeds": [s for s in self.seeds if s is not None],
             "set": dict(self.sets),
             "grid": {k: [parse_value(v) for v in vs] for k, vs in self.grid},
+            "budgets": [b for b in self.budgets if b is not None] + (["100%"] if None in self.budgets and
+                                                                     len(self.budgets) > 1 else []),
             "runs": [asdict(spec) for spec, _ in runs],
         }
         write_json_atomic(self.out / "study.json", definition)  # atomic: parallel runners rewrite it
 
+    def launch_options(self) -> LaunchOptions:
+        a = self.args
+        return LaunchOptions(
+            launcher=getattr(a, "launcher", "inprocess"), workers=getattr(a, "workers", 2),
+            time_min=getattr(a, "time_min", 24 * 60), partition=getattr(a, "partition", None),
+            gpus_per_run=getattr(a, "gpus_per_run", 0), cpus_per_run=getattr(a, "cpus_per_run", 1),
+            sbatch=dict(self._split(kv, "--sbatch") for kv in getattr(a, "sbatch", None) or []),
+            setup=list(getattr(a, "setup", None) or []), python=getattr(a, "job_python", None),
+            poll_s=getattr(a, "poll_s", 10.0))
+
     def run(self) -> int:
-        """Run every run that has no ``result.json`` (at most ``--max-runs``); 0 when all succeeded."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        """Run every run that has no ``result.json`` (at most ``--max-runs``) with the chosen launcher; 0 when all
+        succeeded."""
+        options = self.launch_options()
+        options.check()  # before anything is written: a launcher that cannot work here changes nothing
         runs = self.runs()
-        self.write_definition(runs)
-        if self.args.sweep_yaml:
-            path = write_sweep(self, runs, Path(self.args.sweep_yaml))
-            self.log(f"wrote the wandb sweep {path} ({len(runs)} runs): wandb sweep {path}")
-        self.log(f"{len(runs)} runs in {self.out}")
-        executed, failed = 0, []
-        for spec, config in runs:
-            run_dir = self.out / spec.name
-            if (run_dir / "result.json").is_file():
-                self.log(f"skip {spec.name}: result.json exists")
-                continue
-            if self.args.max_runs is not None and executed >= self.args.max_runs:
-                self.log(f"stop: --max-runs {self.args.max_runs} reached")
-                break
-            with RunClaim(run_dir) as claimed:
-                if not claimed:
-                    self.log(f"skip {spec.name}: another study runner is executing it")
-                    continue
-                if (run_dir / "result.json").is_file():  # finished by another runner since the check above
+        self.out.mkdir(parents=True, exist_ok=True)
+        with StudyLock(self.out):
+            self.write_definition(runs)
+            if self.args.sweep_yaml:
+                path = write_sweep(self, runs, Path(self.args.sweep_yaml))
+                self.log(f"wrote the wandb sweep {path} ({len(runs)} runs): wandb sweep {path}")
+            self.log(f"{len(runs)} runs in {self.out} ({options.launcher})")
+            pending = []
+            for spec, config in runs:
+                run_dir = self.out / spec.name
+                if (run_dir / "result.json").is_file():
                     self.log(f"skip {spec.name}: result.json exists")
                     continue
-                executed += 1
-                try:
-                    self.execute(spec, config, run_dir)
-                except RunFailed as err:
-                    failed.append(spec.name)
-                    self.log(f"FAILED {spec.name}: {err}")
-        self.log(f"done: {executed} run(s) executed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
+                if self.args.max_runs is not None and len(pending) >= self.args.max_runs:
+                    self.log(f"stop: --max-runs {self.args.max_runs} reached")
+                    break
+                run_dir.mkdir(parents=True, exist_ok=True)
+                config_path = run_dir / "study_config.yaml"
+                config_path.write_text(yaml.safe_dump(self.finalise_config(spec, config, run_dir), sort_keys=False))
+                pending.append(RunJob(asdict(spec), self.name, str(run_dir), str(self.out / "study.log")))
+            if options.launcher == "inprocess":
+                failed = []
+                for job in pending:
+                    try:
+                        job()
+                    except RunFailed as err:
+                        failed.append(job.spec["name"])
+                        self.log(f"FAILED {job.spec['name']}: {err}")
+            else:
+                launcher = SubmititLauncher(options, self.out / "jobs", self.log)
+                failed = launcher.run([Job(j.spec["name"], Path(j.run_dir), j) for j in pending],
+                                      done=lambda job: (job.run_dir / "result.json").is_file())
+        self.log(f"done: {len(pending) - len(failed)} of {len(pending)} run(s) finished"
+                 + (f", {len(failed)} failed ({', '.join(failed)})" if failed else ""))
         return 1 if failed else 0
 
-    def execute(self, spec: RunSpec, config: dict[str, Any], run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_path = run_dir / "study_config.yaml"
-        config_path.write_text(yaml.safe_dump(self.finalise_config(spec, config, run_dir), sort_keys=False))
-        train_record = run_dir / "train_done.json"
-        if train_record.is_file():
-            self.log(f"{spec.name}: training already finished, evaluating")
-            train = json.loads(train_record.read_text())
-        else:
-            resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
-            cmd = [sys.executable, "train.py", "--config", str(config_path)] + (["--ckpt_path", "last"] if resume else [])
-            self.log(f"{spec.name}: {'resume training from last.ckpt' if resume else 'train'}")
-            wall, rss = run_child(cmd, run_dir / "train.log")
-            train = {"wall_s": wall, "peak_rss_mb": rss, "resumed": resume}
-            write_json_atomic(train_record, train)
-        self.log(f"{spec.name}: evaluate")
-        metrics_path = run_dir / "metrics.json"
-        cmd = [sys.executable, "evaluate.py", "--config", str(run_dir / "config.yaml"),
-               "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt"), "--json", str(metrics_path)]
-        eval_wall, eval_rss = run_child(cmd, run_dir / "evaluate.log")
-        profile = read_json(run_dir / "model_profile.json")
-        stats = read_json(run_dir / "train_stats.json")
-        info = read_json(run_dir / "metric_info.json")  # the metric contract: primary key, direction, columns
-        confidence = read_json(run_dir / "confidence.json")  # what the confidence means and how well it does
-        calibration = confidence.get("calibration") or {}
-        result = {
-            **asdict(spec),
-            "study": self.name,
-            "metrics": json.loads(metrics_path.read_text()),
-            "metric_info": info,
-            "confidence": {"scores": confidence.get("scores", {}), "columns": confidence.get("columns", []),
-                           "mode": confidence.get("mode"), "note": confidence.get("note"),
-                           "method": calibration.get("method"), "table": calibration.get("table", {})},
-            "params": profile.get("params"),
-            "flops": profile.get("flops"),
-            "latency_ms": profile.get("latency_ms"),
-            "latency_device": profile.get("latency_device"),
-            "train_wall_s": train["wall_s"],
-            "train_resumed": train["resumed"],
-            "eval_wall_s": eval_wall,
-            "peak_rss_mb": max(train["peak_rss_mb"], eval_rss),
-            "peak_accelerator_memory_mb": stats.get("peak_accelerator_memory_mb"),
-        }
-        write_json_atomic(run_dir / "result.json", result)  # last: its presence means the run is complete
-        primary = info.get("primary")
-        label = next((c["label"] for c in info.get("columns", []) if c["key"] == primary), primary)
-        value = result["metrics"].get(primary, float("nan")) if primary else float("nan")
-        self.log(f"{spec.name}: {label} {value:.4g}, train {train['wall_s']:.1f} s")
+
+def parse_budgets(text: str | None) -> list[str | None]:
+    """``--budgets`` → the budget of each run of the axis: ``"10,25,50,100%"`` (a trailing ``%`` makes every value a
+    share) → ``["10%", "25%", "50%", None]``; counts ``"10,25"`` → ``["10", "25"]``. 100 % is the full training set
+    (None: the run has no budget). No ``--budgets``: ``[None]``."""
+    if not text:
+        return [None]
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    share = any(t.endswith("%") for t in items)
+    out: list[str | None] = []
+    for item in items:
+        value = item.rstrip("%")
+        budget = f"{value}%" if share else value
+        try:
+            number, _ = parse_budget(budget)
+        except ValueError as err:
+            raise ValueError(f"--budgets {text!r}: {err}") from None
+        out.append(None if share and math.isclose(number, 1.0) else budget)
+    if len(set(out)) != len(out):
+        raise ValueError(f"--budgets {text!r} repeats a budget")
+    return out
 
 
-class RunClaim:
-    """``with RunClaim(run_dir) as claimed``: an exclusive, non-blocking ``flock`` on ``run_dir/.claim``.
-    ``claimed`` is False when another process holds it. The lock lives as long as the open file, so it is
-    released on exit from the block and by the operating system when the process dies."""
+class StudyLock:
+    """``with StudyLock(out)``: one study command at a time on a study directory (an exclusive ``flock`` on
+    ``<out>/.study.lock``, released when the command ends or dies). Not a scheduler: runs in parallel are the
+    launcher's; this only refuses a second command that would start the same runs again."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / ".claim"
+    def __init__(self, out: Path) -> None:
+        self.path = out / ".study.lock"
         self.file: Any = None
 
-    def __enter__(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a")
+    def __enter__(self) -> StudyLock:
+        self.file = open(self.path, "a+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
             self.file.close()
-            self.file = None
-            return False
-        return True
+            raise LaunchError(f"another study.py command is running on {self.path.parent} ({holder}): wait for it or "
+                              "stop it; to run runs in parallel use --launcher local --workers N (or slurm)") from None
+        self.file.truncate(0)
+        self.file.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self.file.flush()
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()  # closing the descriptor releases the lock
+        self.file.close()  # closing the descriptor releases the lock
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One run, everything it needs as plain data, so that submitit can run it in another process or on a cluster
+    node: ``train.py`` (resuming from ``last.ckpt`` when there is one), ``evaluate.py``, then ``result.json``.
+    Requeued by submitit on a time-out or pre-emption (``checkpoint``): the run resumes from its ``last.ckpt``.
+
+    In a SLURM job with several tasks (one per GPU) every task runs it: ``train.py`` and ``evaluate.py`` become one
+    DDP run through Lightning's ``SLURMEnvironment``, and task 0 alone writes the records."""
+
+    spec: dict[str, Any]
+    study: str
+    run_dir: str
+    log_path: str
+
+    def log(self, message: str) -> None:
+        line = f"[study {self.study}] {message}"
+        print(line, flush=True)
+        with open(self.log_path, "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def __call__(self) -> None:
+        execute_run(self, task_rank())
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def task_rank() -> int:
+    """This task's rank in a multi-task submitit job (0 outside one)."""
+    for var in ("SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID"):
+        if os.environ.get("SUBMITIT_EXECUTOR") and var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
+def execute_run(job: RunJob, rank: int = 0) -> None:
+    """Train (or resume), evaluate, and write ``result.json`` (task 0) for one run of a study."""
+    name = job.spec["name"]
+    run_dir = Path(job.run_dir)
+    config_path = run_dir / "study_config.yaml"
+    suffix = "" if rank == 0 else f".rank{rank}"
+    train_record = run_dir / "train_done.json"
+    if train_record.is_file():
+        job.log(f"{name}: training already finished, evaluating")
+        train = json.loads(train_record.read_text())
+    else:
+        resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+        cmd = [sys.executable, str(REPO / "train.py"), "--config", str(config_path)] \
+            + (["--ckpt_path", "last"] if resume else [])
+        if rank == 0:
+            job.log(f"{name}: {'resume training from last.ckpt' if resume else 'train'}")
+        wall, rss = run_child(cmd, run_dir / f"train{suffix}.log")
+        train = {"wall_s": wall, "peak_rss_mb": rss, "resumed": resume}
+        if rank == 0:
+            write_json_atomic(train_record, train)
+    if rank == 0:
+        job.log(f"{name}: evaluate")
+    metrics_path = run_dir / "metrics.json"
+    # --overwrite: the run's folder is the study's; an evaluation interrupted before result.json is redone
+    cmd = [sys.executable, str(REPO / "evaluate.py"), "--config", str(run_dir / "config.yaml"),
+           "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt"), "--json", str(metrics_path), "--overwrite"]
+    eval_wall, eval_rss = run_child(cmd, run_dir / f"evaluate{suffix}.log")
+    if rank != 0:
+        return
+    profile = read_json(run_dir / "model_profile.json")
+    stats = read_json(run_dir / "train_stats.json")
+    info = read_json(run_dir / "metric_info.json")  # the metric contract: primary key, direction, columns
+    confidence = read_json(run_dir / "confidence.json")  # what the confidence means and how well it does
+    calibration = confidence.get("calibration") or {}
+    job_record = read_json(run_dir / "job.json")
+    result = {
+        **job.spec,
+        "study": job.study,
+        "metrics": json.loads(metrics_path.read_text()),
+        "metric_info": info,
+        "confidence": {"scores": confidence.get("scores", {}), "columns": confidence.get("columns", []),
+                       "mode": confidence.get("mode"), "note": confidence.get("note"),
+                       "method": calibration.get("method"), "table": calibration.get("table", {})},
+        "params": profile.get("params"),
+        "flops": profile.get("flops"),
+        "latency_ms": profile.get("latency_ms"),
+        "latency_device": profile.get("latency_device"),
+        "train_frames": stats.get("train_frames"),
+        "train_wall_s": train["wall_s"],
+        "train_resumed": train["resumed"],
+        "eval_wall_s": eval_wall,
+        "peak_rss_mb": max(train["peak_rss_mb"], eval_rss),
+        "peak_accelerator_memory_mb": stats.get("peak_accelerator_memory_mb"),
+        "job_log": job_record.get("stdout"),
+    }
+    write_json_atomic(run_dir / "result.json", result)  # last: its presence means the run is complete
+    primary = info.get("primary")
+    label = next((c["label"] for c in info.get("columns", []) if c["key"] == primary), primary)
+    value = result["metrics"].get(primary, float("nan")) if primary else float("nan")
+    job.log(f"{name}: {label} {value:.4g}, train {train['wall_s']:.1f} s")
 
 
 class RunFailed(RuntimeError):
@@ -370,12 +480,12 @@ class RunFailed(RuntimeError):
 
 
 def run_child(cmd: list[str], log_path: Path) -> tuple[float, float]:
-    """Run ``cmd`` from the repository root, output to ``log_path`` → (wall seconds, peak RSS MiB of this
-    child alone). ``os.wait4`` gives the child's own rusage; ``RUSAGE_CHILDREN`` would be the maximum over
-    every child so far."""
+    """Run ``cmd`` in the study's working folder (so a relative path of its command line — ``--out``, a data
+    root — means what it meant there), output to ``log_path`` → (wall seconds, peak RSS MiB of this child alone).
+    ``os.wait4`` gives the child's own rusage; ``RUSAGE_CHILDREN`` would be the maximum over every child so far."""
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
@@ -386,7 +496,7 @@ def run_child(cmd: list[str], log_path: Path) -> tuple[float, float]:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         tail = log_path.read_text().strip().splitlines()[-3:]
-        raise RunFailed(f"{' '.join(cmd[1:3])} exited with {proc.returncode} (see {log_path}): " + " | ".join(tail))
+        raise RunFailed(f"{Path(cmd[1]).name} {cmd[2]} exited with {proc.returncode} (see {log_path}): " + " | ".join(tail))
     # ru_maxrss is KiB on Linux (bytes on macOS).
     rss_mb = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
     return wall, rss_mb

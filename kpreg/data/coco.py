@@ -166,8 +166,11 @@ class COCODataModule(KeypointDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         primary_metric: str | None = None,
+        train_budget: int | str | None = None,
+        budget_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric)
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric, train_budget,
+                         budget_seed)
         paths = {"train_ann": train_ann, "val_ann": val_ann, "train_images": train_images, "val_images": val_images}
         for key, rel in _LAYOUT.items():
             if paths[key] is None and root is not None:

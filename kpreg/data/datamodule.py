@@ -22,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from kpreg.data.budget import BudgetDataset, nested_subset, parse_budget
 from kpreg.data.errors import DataError
 from kpreg.data.samplers import (
     PaddedEvalSampler,
@@ -82,6 +83,9 @@ class KeypointDataModule(pl.LightningDataModule):
         dataset's ``metric_families``: PCKh's on MPII, OKS AP's on COCO, the pixel error's on DeepLabCut projects).
         Any key the dataset's metrics report is allowed (``evaluate.py`` prints them); checkpointing follows its
         direction.
+    train_budget: train on this many labelled frames (``40``) or this share of them (``"25%"``) only: a nested,
+        seeded subset that keeps the epoch length (``kpreg.data.budget``); None: every training frame.
+    budget_seed: the seed of the budget's frame order (a study sets it to the run's seed).
     """
 
     keypoint_names: list[str]
@@ -102,8 +106,15 @@ class KeypointDataModule(pl.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         primary_metric: str | None = None,
+        train_budget: int | str | None = None,
+        budget_seed: int = 0,
     ) -> None:
         super().__init__()
+        if train_budget is not None:
+            parse_budget(train_budget)  # a malformed budget fails here, before any file is read
+        self.train_budget = train_budget
+        self.budget_seed = int(budget_seed)
+        self.train_frames: int | None = None  # labelled frames trained on, known after setup("fit")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -159,7 +170,22 @@ class KeypointDataModule(pl.LightningDataModule):
                     f"the {split} split has no samples" + (f" ({summary})" if summary else "")
                     + ": check the annotation files and the split settings of the data config"
                 )
+        if "train" in built:
+            built["train"] = self._budgeted(built["train"])
         self.datasets.update(built)
+
+    def _budgeted(self, dataset: Dataset) -> Dataset:
+        """The training set under ``train_budget`` (itself without one); sets ``train_frames``."""
+        records = getattr(dataset, "records", None)
+        keys = [r.image_path for r in records] if records is not None else list(range(len(dataset)))  # type: ignore[arg-type]
+        self.train_frames = len(set(keys))
+        if self.train_budget is None:
+            return dataset
+        summary = self.split_summary("train")
+        indices = nested_subset(keys, self.train_budget, self.budget_seed,
+                                what="the training split" + (f" ({summary})" if summary else ""))
+        self.train_frames = len({keys[i] for i in indices})
+        return BudgetDataset(dataset, indices, len(dataset))  # type: ignore[arg-type]
 
     def split_summary(self, split: str) -> str:
         """Where a split's samples come from and what was skipped (for messages); datamodules that read files
@@ -188,6 +214,14 @@ class KeypointDataModule(pl.LightningDataModule):
         )
         dataset = self.datasets[split]
         if train:
+            # Training drops the last incomplete batch (every step has the same batch): a split smaller than one
+            # batch per device would train nothing, and Lightning ends such a run with exit code 0 and no checkpoint.
+            if len(dataset) < self.batch_size * world:  # type: ignore[arg-type]
+                raise DataError(
+                    f"the train split has {len(dataset)} sample(s), fewer than one batch (data.init_args.batch_size "  # type: ignore[arg-type]
+                    f"{self.batch_size}" + (f" × {world} devices" if world > 1 else "") + "): nothing would be "
+                    "trained; lower the batch size or add samples"
+                )
             # PL_GLOBAL_SEED is set by seed_everything (the config's seed_everything), as for Lightning's own sampler.
             seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
             sampler = ResumableTrainSampler(dataset, num_replicas=world, rank=rank, seed=seed)

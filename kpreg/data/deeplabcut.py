@@ -38,6 +38,7 @@ and frames a ``keypoints`` box cannot crop are skipped, counted and printed when
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -62,6 +63,7 @@ from kpreg.data.topdown import (
 from kpreg.formats.coco import load_coco
 from kpreg.formats.deeplabcut import (
     DLCLabels,
+    check_config_bodyparts,
     check_inside_images,
     read_image_sizes,
     read_project,
@@ -111,6 +113,25 @@ def _resolve_skeleton(
                 pair.append(i)
         out.append((pair[0], pair[1]))
     return out
+
+
+def warn_mixed_sizes(labels: DLCLabels, sizes: np.ndarray) -> None:
+    """Say so when the frames of one video folder differ in size. Training takes it (every frame is cropped in its
+    own pixels, and a label outside its frame is refused), but the frames of one video share a size: another one is
+    usually a frame from elsewhere, or rescaled after it was labelled."""
+    folders: dict[str, list[int]] = {}
+    for i, path in enumerate(labels.image_paths):
+        folders.setdefault(str(Path(path.replace("\\", "/")).parent), []).append(i)
+    for folder, rows in folders.items():
+        counts = Counter((int(sizes[i, 1]), int(sizes[i, 0])) for i in rows)  # (W, H) → frames
+        if len(counts) < 2:
+            continue
+        common = counts.most_common(1)[0][0]
+        odd = [labels.image_paths[i] for i in rows if (int(sizes[i, 1]), int(sizes[i, 0])) != common]
+        sizes_text = ", ".join(f"{w}x{h} ({n})" for (w, h), n in counts.most_common())
+        warnings.warn(f"{folder}: its frames differ in size ({sizes_text} frame(s)); each is cropped in its own "
+                      f"pixels, but a video's frames share one size: check {', '.join(odd[:3])}"
+                      + (f", … {len(odd) - 3} more" if len(odd) > 3 else ""), stacklevel=2)
 
 
 class DeepLabCutDataModule(KeypointDataModule):
@@ -171,8 +192,11 @@ class DeepLabCutDataModule(KeypointDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         primary_metric: str | None = None,
+        train_budget: int | str | None = None,
+        budget_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric)
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric, train_budget,
+                         budget_seed)
         if box_source not in ("keypoints", "image", "both"):
             raise DataError(f"box_source must be 'keypoints', 'image' or 'both', got {box_source!r}")
         if padding <= 0:
@@ -189,6 +213,7 @@ class DeepLabCutDataModule(KeypointDataModule):
         # tables are read now; they are small (one row per labelled frame). Images are checked in setup.
         self.labels: DLCLabels = read_project(self.project, scorer)
         project_config = read_project_config(self.project)
+        check_config_bodyparts(project_config, self.labels)
         self.task = project_config.task or self.project.resolve().name
         self.keypoint_names = list(self.labels.bodyparts)
         k = self.num_keypoints
@@ -261,6 +286,7 @@ class DeepLabCutDataModule(KeypointDataModule):
             return
         sizes = read_image_sizes(self.labels, self.project)  # (N, 2) H, W; a missing image names its table line
         check_inside_images(self.labels, sizes)
+        warn_mixed_sizes(self.labels, sizes)
         self.image_sizes = sizes
         split = split_frames(self.labels.image_paths, **self.split_options)  # type: ignore[arg-type]
         source = str(self.project)

@@ -131,8 +131,11 @@ class MPIIDataModule(KeypointDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         primary_metric: str | None = None,
+        train_budget: int | str | None = None,
+        budget_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric)
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric, train_budget,
+                         budget_seed)
         self.root = Path(root)
         self._input_size = (int(input_size[0]), int(input_size[1]))
         self.augmentation = Augmentation(

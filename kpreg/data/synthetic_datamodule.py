@@ -101,8 +101,11 @@ class SyntheticPoseDataModule(KeypointDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         primary_metric: str | None = None,
+        train_budget: int | str | None = None,
+        budget_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric)
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric, train_budget,
+                         budget_seed)
         self.image_size, self.num_train, self.num_val, self.seed = image_size, num_train, num_val, seed
         self.joint_markers, self.cache = joint_markers, cache
 

@@ -538,25 +538,45 @@ def load_coco(source: Any) -> Any:
 def _check_results(path: str | Path, results: Any, coco_gt: Any | None) -> list[dict[str, Any]]:
     if not isinstance(results, list):
         raise ValueError(f"{path}: a results file must hold a JSON list, got {type(results).__name__}")
-    img_ids = set(coco_gt.getImgIds()) if coco_gt is not None else None
+    images = {img["id"]: img for img in coco_gt.dataset.get("images", [])} if coco_gt is not None else None
     cat_k = (
         {c["id"]: len(c.get("keypoints", [])) for c in coco_gt.dataset.get("categories", [])}
         if coco_gt is not None
         else None
     )
+    gt_ids_by_name = {_base(img.get("file_name")): i for i, img in (images or {}).items() if img.get("file_name")}
     for n, r in enumerate(results):
         if not isinstance(r, Mapping):
             raise ValueError(f"{path}: entry {n} is not an object")
         missing = [key for key in ("image_id", "category_id", "keypoints", "score") if key not in r]
         if missing:
             raise ValueError(f"{path}: entry {n} (image_id {r.get('image_id')!r}) lacks {missing}")
-        if img_ids is not None and r["image_id"] not in img_ids:
-            raise ValueError(
-                f"{path}: entry {n} has image_id {r['image_id']!r}, which is not in the ground truth"
-            )
+        name = _base(r.get("file_name"))
+        if images is not None and r["image_id"] not in images:
+            hint = ""
+            if name in gt_ids_by_name:  # predict.py without --images-file numbers the images itself
+                hint = (f"; its file_name {r['file_name']!r} is the ground truth's image {gt_ids_by_name[name]}: "
+                        "predict with --images-file GT.json to give the results the ground truth's ids")
+            raise ValueError(f"{path}: entry {n} has image_id {r['image_id']!r}, which is not in the ground "
+                             f"truth{hint}")
+        if images is not None and name and _base(images[r["image_id"]].get("file_name")) not in ("", name):
+            raise ValueError(f"{path}: entry {n} has image_id {r['image_id']!r} and file_name {r['file_name']!r}, "
+                             f"but the ground truth's image {r['image_id']!r} is "
+                             f"{images[r['image_id']]['file_name']!r}: the results are of other images, or their "
+                             "ids are")
         if cat_k is not None and r["category_id"] not in cat_k:
             raise ValueError(f"{path}: entry {n} has unknown category_id {r['category_id']!r}")
         kp = r["keypoints"]
+        if not isinstance(kp, list):
+            raise ValueError(f"{path}: entry {n} (image_id {r['image_id']}): keypoints must be a list [x, y, v, ...], "
+                             f"got {type(kp).__name__}")
+        bad = next((i for i, v in enumerate(kp) if not _is_number(v)), None)
+        if bad is not None:
+            raise ValueError(f"{path}: entry {n} (image_id {r['image_id']}): keypoints[{bad}] is "
+                             f"{json.dumps(kp[bad])}, not a number")
+        if not _is_number(r["score"]):
+            raise ValueError(f"{path}: entry {n} (image_id {r['image_id']}): score is {json.dumps(r['score'])}, "
+                             "not a number")
         if cat_k is not None and len(kp) != 3 * cat_k[r["category_id"]]:
             raise ValueError(
                 f"{path}: entry {n} (image_id {r['image_id']}) has {len(kp)} keypoint values, "
@@ -565,6 +585,16 @@ def _check_results(path: str | Path, results: Any, coco_gt: Any | None) -> list[
         if not all(math.isfinite(float(v)) for v in kp) or not math.isfinite(float(r["score"])):
             raise ValueError(f"{path}: entry {n} (image_id {r['image_id']}) has NaN/inf values")
     return results
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _base(file_name: Any) -> str:
+    """A file name's last part (a results file names images relative to its input folder, a ground truth relative
+    to its own), '' for none."""
+    return str(file_name or "").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _to_builtin(obj: Any) -> Any:

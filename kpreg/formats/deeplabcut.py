@@ -63,6 +63,8 @@ __all__ = [
     "read_project",
     "DLCProjectConfig",
     "read_project_config",
+    "check_config_bodyparts",
+    "check_h5_twin",
     "read_image_sizes",
     "check_inside_images",
     "write_collected_data",
@@ -405,6 +407,8 @@ def read_project(project_dir: str | Path, scorer: str | None = None) -> DLCLabel
     """
     files = find_label_files(project_dir, scorer)
     parts = [read_collected_data(f) for f in files]
+    for file, part in zip(files, parts):
+        check_h5_twin(file, part)
     first_file, first = files[0], parts[0]
     for file, part in zip(files[1:], parts[1:]):
         if part.bodyparts != first.bodyparts:
@@ -425,6 +429,13 @@ def read_project(project_dir: str | Path, scorer: str | None = None) -> DLCLabel
                 raise DLCFormatError(f"image {image!r} is listed in {seen[key]} and in {part.where(i)}")
             seen[key] = part.where(i)
     k = first.num_keypoints
+    labelled = np.concatenate([p.labelled for p in parts]).reshape(-1, k)  # (N, K)
+    never = [name for name, any_label in zip(first.bodyparts, labelled.any(axis=0)) if not any_label]
+    if never and len(labelled):
+        tables = ", ".join(str(f) for f in files[:3]) + (f", … {len(files) - 3} more" if len(files) > 3 else "")
+        raise DLCFormatError(
+            f"bodypart(s) {never} are never labelled in the {len(labelled)} labelled frame(s) of {tables}: a model "
+            "cannot learn them (and would predict them anyway); label them, or remove their columns")
     likelihoods = [p.likelihood for p in parts]
     return DLCLabels(
         scorer=first.scorer,
@@ -442,6 +453,49 @@ def read_project(project_dir: str | Path, scorer: str | None = None) -> DLCLabel
     )
 
 
+def check_h5_twin(csv_file: Path, labels: DLCLabels) -> None:
+    """Refuse a CSV table whose ``.h5`` twin (DeepLabCut writes both, and trains on the ``.h5``) holds other labels:
+    kpreg reads the CSV, so the two would train on different data. Skipped where the twin cannot be read (no
+    pandas + PyTables: reading an ``.h5`` needs them)."""
+    twin = csv_file.with_suffix(".h5")
+    if csv_file.suffix.lower() != ".csv" or not twin.is_file():
+        return
+    try:
+        other = read_collected_data(twin)
+    except DLCFormatError as err:
+        if "needs pandas and PyTables" in str(err):
+            return
+        raise
+    what = ""
+    if other.bodyparts != labels.bodyparts:
+        what = f"bodyparts {list(other.bodyparts)} vs {list(labels.bodyparts)}"
+    else:
+        h5_rows = {p.replace("\\", "/"): i for i, p in enumerate(other.image_paths)}
+        for i, image in enumerate(labels.image_paths):
+            j = h5_rows.pop(image.replace("\\", "/"), None)
+            if j is None:
+                what = f"frame {image} is only in the CSV"
+                break
+            a, b = labels.keypoints[i], other.keypoints[j]  # (K, 2) each
+            la, lb = labels.labelled[i], other.labelled[j]  # (K,) each
+            bad = np.flatnonzero((la != lb) | (la & (np.abs(a - b) > 1e-3).any(axis=1)))
+            if bad.size:
+                k = int(bad[0])
+                what = (f"frame {image}, bodypart {labels.bodyparts[k]!r}: {_point(a[k], la[k])} vs "
+                        f"{_point(b[k], lb[k])}")
+                break
+        if not what and h5_rows:
+            what = f"frame {next(iter(h5_rows))} is only in the .h5"
+    if what:
+        raise DLCFormatError(f"{csv_file} and its twin {twin.name} disagree ({what}, CSV vs .h5): DeepLabCut trains "
+                             "on the .h5, kpreg reads the CSV; write one again from the other (or remove the stale "
+                             "one)")
+
+
+def _point(xy: np.ndarray, labelled: bool) -> str:
+    return f"({xy[0]:g}, {xy[1]:g})" if labelled else "unlabelled"
+
+
 @dataclass(frozen=True)
 class DLCProjectConfig:
     """What kpreg reads from a DeepLabCut project's ``config.yaml``: the task name and the skeleton."""
@@ -449,6 +503,7 @@ class DLCProjectConfig:
     path: Path | None  # the file read; None when the project has none
     task: str | None = None  # ``Task``
     skeleton: tuple[tuple[str | int, str | int], ...] = ()  # ``skeleton``: pairs of bodypart names, as written
+    bodyparts: tuple[str, ...] | None = None  # ``bodyparts`` (None: not a list, e.g. a multi-animal project's)
 
 
 def read_project_config(project_dir: str | Path) -> DLCProjectConfig:
@@ -469,7 +524,23 @@ def read_project_config(project_dir: str | Path) -> DLCProjectConfig:
     for n, edge in enumerate(edges):
         if len(edge) != 2 or not all(isinstance(end, (str, int)) and not isinstance(end, bool) for end in edge):
             raise DLCFormatError(f"{path}: skeleton edge {n} is {list(edge)}, expected two bodypart names")
-    return DLCProjectConfig(path, None if task in (None, "") else str(task), tuple((e[0], e[1]) for e in edges))
+    parts = config.get("bodyparts")
+    bodyparts = tuple(str(b) for b in parts) if isinstance(parts, list) and parts else None
+    return DLCProjectConfig(path, None if task in (None, "") else str(task), tuple((e[0], e[1]) for e in edges),
+                            bodyparts)
+
+
+def check_config_bodyparts(config: DLCProjectConfig, labels: DLCLabels) -> None:
+    """Refuse a project whose ``config.yaml`` lists other bodyparts than its tables (DeepLabCut trains on the
+    config's list; kpreg reads the tables' header). Another order alone is fine: kpreg keeps the tables' order."""
+    if config.bodyparts is None or set(config.bodyparts) == set(labels.bodyparts):
+        return
+    only_config = [b for b in config.bodyparts if b not in labels.bodyparts]
+    only_tables = [b for b in labels.bodyparts if b not in config.bodyparts]
+    raise DLCFormatError(
+        f"{config.path}: its bodyparts {list(config.bodyparts)} differ from the label tables' "
+        f"{list(labels.bodyparts)} ({only_config} only in config.yaml, {only_tables} only in the tables): "
+        "DeepLabCut would train on the config's, kpreg on the tables'; make them the same")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -149,8 +149,11 @@ def _read_mat(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
         out = {k: np.asarray(data[k]) for k in keys if k in data}
     except (NotImplementedError, ValueError):
         # v7.3 files are HDF5; h5py shows MATLAB (column-major) arrays with reversed axes.
-        with h5py.File(path, "r") as f:
-            out = {k: np.asarray(f[k]).T for k in keys if k in f}
+        try:
+            with h5py.File(path, "r") as f:
+                out = {k: np.asarray(f[k]).T for k in keys if k in f}
+        except OSError as err:  # neither a MATLAB v5 file nor an HDF5 one
+            raise ValueError(f"{path}: not a MATLAB .mat file (v5 or v7.3/HDF5): {err}") from None
     missing = [k for k in keys if k not in out]
     if missing:
         raise ValueError(f"{path}: missing variable(s) {missing}")

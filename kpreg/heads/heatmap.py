@@ -16,6 +16,7 @@ from kpreg.coords import cells_to_pixels, pixels_to_cells
 from kpreg.heads.neck import NeckKind, SpatialHead, map_spread
 from kpreg.losses import heatmap_mse
 from kpreg.ops import argmax_2d, dark_refine, quarter_offset, render_gaussian
+from kpreg.validation import check_number
 
 Decoder = Literal["argmax", "quarter", "dark"]
 
@@ -47,7 +48,8 @@ class HeatmapHead(SpatialHead):
         super().__init__(output_stride, neck, neck_channels)
         if decoder not in ("argmax", "quarter", "dark"):
             raise ValueError(f"unknown decoder '{decoder}' (choose argmax, quarter or dark)")
-        self.sigma = sigma
+        # a Gaussian of no width (or a negative one, which renders the same) is no target to learn
+        self.sigma = float(check_number(sigma, "model.head.init_args.sigma", minimum=0.0, above=True))
         self.decoder = decoder
 
     def targets(self, keypoints: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,22 @@ from kpreg.formats.detections import (
 )
 from kpreg.inference.sources import Frame, FrameSource
 
+
+def box_problem(box: Box, height: int, width: int) -> str | None:
+    """Why ``box`` cannot be cropped from a ``width`` × ``height`` image, or None: it must overlap the image (a box
+    entirely outside gives a crop of black border, on which the network still predicts, with some confidence)."""
+    x0, y0 = max(box.x, 0.0), max(box.y, 0.0)
+    x1, y1 = min(box.x + box.w, float(width)), min(box.y + box.h, float(height))
+    if x1 <= x0 or y1 <= y0:
+        xywh = ", ".join(f"{v:g}" for v in box.xywh)
+        return f"box [{xywh}] (x, y, w, h) does not overlap the {width}x{height} image"
+    return None
+
 __all__ = ["CSV_COLUMNS", "Box", "BoxError", "BoxSelector", "Detections", "DetectionsReport", "Key", "KeyKind",
-           "load_detections", "whole_frame"]
+           "box_problem", "load_detections", "whole_frame"]
+
+
+OUTSIDE = "boxes that do not overlap their frame"
 
 
 def whole_frame(image: np.ndarray) -> Box:
@@ -56,7 +70,12 @@ class BoxSelector:
     def __call__(self, frame: Frame) -> list[Box]:
         if self.detections is None:
             return [whole_frame(frame.image)]
-        return self.detections.boxes(frame.index if self.detections.key_kind == "frame" else frame.name)
+        boxes = self.detections.boxes(frame.index if self.detections.key_kind == "frame" else frame.name)
+        kept = [b for b in boxes if box_problem(b, *frame.image.shape[:2]) is None]
+        if len(kept) < len(boxes):  # dropped and counted like the other filters (the report says so)
+            self.detections.report.dropped[OUTSIDE] += len(boxes) - len(kept)
+            self.detections.report.kept -= len(boxes) - len(kept)
+        return kept
 
     def finish(self) -> DetectionsReport | None:
         """The detections report, once the stream has ended (None when boxes are whole frames)."""

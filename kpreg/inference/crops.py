@@ -23,6 +23,7 @@ from kpreg.coords import apply_affine, box_to_center_size, invert_affine
 from kpreg.data.sample import image_to_tensor
 from kpreg.data.topdown import PersonRecord, TopDownTransform
 from kpreg.inference.boxes import Box
+from kpreg.validation import check_number
 
 DEFAULT_PADDING = 1.25  # SimpleBaseline / HRNet, and kpreg's COCO data module
 
@@ -40,8 +41,7 @@ class Cropper:
     """Crops boxes of frames for a network input of ``input_size`` (H, W)."""
 
     def __init__(self, input_size: tuple[int, int], padding: float = DEFAULT_PADDING) -> None:
-        if padding <= 0:
-            raise ValueError(f"padding must be positive, got {padding}")
+        check_number(padding, "padding", minimum=0.0, above=True)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.padding = float(padding)
         # The evaluation transform: no augmentation, no flip, no photometric jitter.

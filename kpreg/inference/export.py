@@ -55,6 +55,30 @@ class ExportError(ValueError):
     """An export or parity check that cannot run as asked (missing optional package, missing file)."""
 
 
+def supported_opsets() -> range:
+    """The ONNX opsets an export can be asked for: from torch's ONNX function library's (18: the exporter builds the
+    graph at it) to the newest the installed ``onnx`` knows (the exporter converts the graph up to it)."""
+    import onnx
+
+    return range(DEFAULT_OPSET, onnx.defs.onnx_opset_version() + 1)
+
+
+def check_opset(opset: int, name: str = "opset") -> int:
+    """``opset`` if an export can write it; else ``ExportError`` naming the supported range (torch's exporter would
+    log a traceback and write opset 18 instead)."""
+    opsets = supported_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in opsets:
+        raise ExportError(f"{name} {opset} is not supported: torch's ONNX exporter writes opsets {opsets.start} to "
+                          f"{opsets.stop - 1} (with onnx {_version('onnx')})")
+    return opset
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
 def default_metadata(model: KeypointNetwork) -> dict[str, str]:
     """What a runtime needs to feed the file: input layout and size, normalisation, outputs."""
     h, w = model.input_size
@@ -111,6 +135,7 @@ def export_onnx(
             raise ExportError(f"ONNX export needs the optional package '{package}': pip install onnx onnxscript")
     import onnx
 
+    check_opset(opset)
     path = Path(path)
     portable = _portable(model)
     example = _example(portable, 2, input_size)  # batch 2: a batch of 1 would be specialised by torch.export
@@ -125,6 +150,11 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(path)  # weights > 2 GB go to an external data file beside it
     proto = onnx.load(str(path), load_external_data=False)
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:  # the exporter logs a failed conversion and keeps its own opset: say so, keep no file
+        path.unlink()
+        raise ExportError(f"opset {opset}: torch's ONNX exporter could not convert the graph to it (it wrote opset "
+                          f"{written}); export at opset {DEFAULT_OPSET}, the exporter's own")
     props = {p.key: p.value for p in proto.metadata_props}
     onnx.helper.set_model_props(proto, {**props, **default_metadata(portable), **(metadata or {})})
     onnx.save(proto, str(path))
@@ -149,8 +179,27 @@ def export_torchscript(
     extra = {METADATA_FILE: json.dumps({**default_metadata(portable), **(metadata or {})})}
     with torch.no_grad(), _quiet_torchscript_deprecation():
         traced = torch.jit.trace(portable, (example,), check_inputs=checks)
-        torch.jit.save(traced, str(path), _extra_files=extra)
+        checked = torch.jit.script(_InputCheck(traced, portable.input_size))
+        torch.jit.save(checked, str(path), _extra_files=extra)
     return path
+
+
+class _InputCheck(torch.nn.Module):
+    """The traced network behind a check of its input's shape. A trace replays the shapes it was traced with: a
+    crop of another size would run through the convolutions and decode to coordinates on a wrong scale without a
+    word, where ONNX Runtime refuses it by the graph's fixed dimensions. Scripted, so the check is in the file."""
+
+    def __init__(self, network: torch.nn.Module, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.network = network
+        self.height = int(input_size[0])
+        self.width = int(input_size[1])
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if images.dim() != 4 or images.size(1) != 3 or images.size(2) != self.height or images.size(3) != self.width:
+            raise ValueError(f"kpreg: images must be (batch, 3, {self.height}, {self.width}) normalised crops, "
+                             f"got {list(images.shape)}")
+        return self.network(images)
 
 
 @dataclass(frozen=True)

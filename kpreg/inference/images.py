@@ -22,9 +22,20 @@ from typing import Any
 import numpy as np
 import torch
 
+# The smallest image side a prediction is made on: below it no keypoint layout can be told apart (a 1×1 image is
+# one colour, and the crop, that colour magnified). Folder and video sources skip such images with this reason.
+MIN_IMAGE_SIDE = 4
+
 
 class ImageInputError(ValueError):
     """An image the predictor cannot take: names its index and what is wrong."""
+
+
+def image_size_problem(height: int, width: int) -> str | None:
+    """Why an image of this size cannot be predicted on (``MIN_IMAGE_SIDE``), or None."""
+    if min(height, width) < MIN_IMAGE_SIDE:
+        return f"{width}x{height} pixels: too small to crop (at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE})"
+    return None
 
 
 def as_rgb8_batch(images: Any) -> tuple[list[np.ndarray], bool]:
@@ -70,6 +81,9 @@ def _one(image: Any, where: str) -> np.ndarray:
         raise ImageInputError(f"{where}: expected a NumPy array or a torch tensor, got {type(image).__name__}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageInputError(f"{where}: empty image {array.shape}")
+    problem = image_size_problem(array.shape[0], array.shape[1])
+    if problem is not None:
+        raise ImageInputError(f"{where}: {problem}")
     return _to_rgb(_to_uint8(array, where))
 
 

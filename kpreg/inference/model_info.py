@@ -76,9 +76,10 @@ class ModelInfo:
             input_size=_size(record["input_size"], source),
             head=head,
             backbone=str(record["backbone"]),
-            # As evaluate.py: the run's model.flip_test (KeypointModule's default: on), but not on data without
-            # left/right pairs, where evaluate.py refuses it unless forced (a mirrored figure is another figure)
-            flip_test=bool(settings.get("flip_test", True)) and bool(record.get("flip_pairs")),
+            # As evaluate.py: the run's model.flip_test (KeypointModule's default: on), but not where the flip test
+            # is unsound (kpreg.network.check_flip_test_sound: no left/right pairs and no flip augmentation)
+            flip_test=bool(settings.get("flip_test", True))
+            and bool(record.get("flip_pairs") or record.get("flip_augmentation")),
             calibration=record.get("calibration"),
             crop_mode=crop_mode(record),
         )

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from kpreg.formats.oks import instance_score
-from kpreg.inference.boxes import Box, whole_frame
+from kpreg.inference.boxes import Box, box_problem, whole_frame
 from kpreg.inference.crops import DEFAULT_PADDING, Crop, Cropper, to_original
-from kpreg.inference.images import as_box_lists, as_rgb8_batch
+from kpreg.inference.images import ImageInputError, as_box_lists, as_rgb8_batch
 from kpreg.inference.locate import DEFAULT_REFINE, CropMode, coarse_to_fine, extent_box, refuse_whole_frames
 from kpreg.inference.model_info import ModelInfo
 from kpreg.inference.prefetch import prefetch
@@ -51,6 +51,7 @@ from kpreg.inference.runtimes import (
     guess_backend,
 )
 from kpreg.metrics.calibration import describe_confidence
+from kpreg.validation import check_number
 
 WHOLE_IMAGE_PADDING = 1.0
 
@@ -114,8 +115,7 @@ class Predictor:
 
     def __init__(self, runtime: Runtime, info: ModelInfo, batch_size: int = 32,
                  padding: float = DEFAULT_PADDING) -> None:
-        if batch_size < 1:
-            raise PredictorError(f"batch_size must be at least 1, got {batch_size}")
+        check_number(batch_size, "batch_size", minimum=1, integer=True)
         self.runtime = runtime
         self.info = info
         self.batch_size = int(batch_size)
@@ -221,6 +221,10 @@ class Predictor:
         if boxes is None:
             crops = (self._whole(image, whole_frame(image)),)
         else:
+            for n, box in enumerate(boxes):
+                problem = box_problem(box, *image.shape[:2])
+                if problem is not None:
+                    raise ImageInputError(f"boxes: box {n}: {problem}")
             crops = tuple(self._boxed(image, box) for box in boxes)
         if not crops:
             h, w = self.input_size
@@ -233,6 +237,11 @@ class Predictor:
     def run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3, H, W) normalised crops → coords (N, K, 2) input pixels, confidence (N, K), in batches."""
         k = len(self.keypoint_names)
+        h, w = self.input_size
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != (3, h, w):
+            # every backend refuses it: a crop of another size would decode to coordinates on a wrong scale
+            raise PredictorError(f"run: crops must be (N, 3, {h}, {w}) normalised, got {tuple(batch.shape)} "
+                                 "(predict() crops images to the model's input size)")
         if len(batch) == 0:
             return torch.zeros(0, k, 2), torch.zeros(0, k)
         outputs = [self.runtime(batch[i:i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]

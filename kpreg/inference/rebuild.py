@@ -23,7 +23,7 @@ from kpreg.classpath import ClassPathError, import_class_path
 from kpreg.heads.base import Head, HeadSpec
 from kpreg.inference.model_info import ModelInfo
 from kpreg.metrics.calibration import confidence_map_of
-from kpreg.network import KeypointNetwork
+from kpreg.network import KeypointNetwork, check_flip_test_sound
 from kpreg.training.checkpoint import (
     NETWORK_PREFIX,
     CheckpointMismatchError,
@@ -118,6 +118,8 @@ def rebuild(ckpt: str | Path, config: str | Path | Mapping[str, Any] | None = No
         check_config(record, load_config(config), source,
                      str(config) if not isinstance(config, Mapping) else "the config")
     info = ModelInfo.from_record(record, source)
+    if flip_test:  # asked for: the one rule of evaluate.py too
+        check_flip_test_sound(info.flip_pairs, record.get("flip_augmentation"), f"{source}: the flip test")
     settings = record.get("network") or {}
     backbone = Backbone(
         info.backbone,

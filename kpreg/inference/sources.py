@@ -35,6 +35,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from kpreg.inference.images import image_size_problem
 from kpreg.inference.prefetch import prefetch
 
 SourceKind = Literal["image", "folder", "glob", "video"]
@@ -160,6 +161,9 @@ def read_image_file(path: Path) -> tuple[np.ndarray, list[str]]:
         decoded = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if decoded is None:
             raise _NotAnImage(f"{depth} pixels that OpenCV cannot convert to 8-bit")
+    problem = image_size_problem(*decoded.shape[:2])
+    if problem is not None:
+        raise _NotAnImage(problem)
     image, notes = to_rgb8(decoded)
     notes = extra + notes
     if path.suffix.lower() in _JPEG_SUFFIXES and not _has_jpeg_end(path):
@@ -319,5 +323,8 @@ def _video_info(path: str) -> VideoInfo:
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     finally:
         capture.release()
+    problem = image_size_problem(height, width) if width > 0 and height > 0 else None
+    if problem is not None:
+        raise SourceError(f"{path}: its frames are {problem}")
     return VideoInfo(fps=fps if fps > 0 else None, frame_count=count if count > 0 else None,
                      width=width, height=height)

@@ -45,6 +45,8 @@ def score_coco_files(
     coco_gt = load_coco(prepare_gt(data))
     category = read_category(coco_gt, category_id=category_id, sigmas=sigmas)
     coco_dt = load_results_json(results_path, coco_gt)
+    if not coco_dt.dataset.get("annotations"):  # every stat would be 0, as if every prediction were wrong
+        raise ValueError(f"{results_path}: holds no predictions (an empty list): nothing to score")
     return evaluate_keypoints(coco_gt, coco_dt, category.sigmas)
 
 

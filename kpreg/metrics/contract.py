@@ -124,7 +124,7 @@ class KeypointMetrics(nn.Module):
         if len(set(keys)) != len(keys):
             raise ValueError(f"metric keys collide: {sorted(k for k in keys if keys.count(k) > 1)}")
         primary = primary or metrics[0].default_primary
-        if self.higher_is_better_key(primary) is None:
+        if not reports(primary, self.columns, self.keypoint_columns) or self.higher_is_better_key(primary) is None:
             raise ValueError(
                 f"primary metric {primary!r} is not reported by this dataset; choose one of {', '.join(keys)}"
             )
@@ -183,6 +183,14 @@ class KeypointMetrics(nn.Module):
 
     def table(self, values: dict[str, float], title: str | None = None) -> Group:
         return metric_table(values, self.columns, self.title if title is None else title)
+
+
+def reports(key: str, columns: Sequence[Column], keypoint_columns: Sequence[Column]) -> bool:
+    """Whether metrics with these summary and per-keypoint columns report ``key``: a summary key, or
+    ``<per-keypoint key>/<keypoint name>``. A direction alone is not enough: ``PCK@0.7`` has one (higher is better),
+    but no metric computes it unless its thresholds include 0.7."""
+    prefix, _, name = key.partition("/")
+    return key in {c.key for c in columns} or (bool(name) and prefix in {c.key for c in keypoint_columns})
 
 
 def higher_is_better(key: str, metric_classes: Sequence[type[DatasetMetric]]) -> bool | None:

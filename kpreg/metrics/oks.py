@@ -19,7 +19,7 @@ import torch
 from torchmetrics.utilities import dim_zero_cat
 
 from kpreg.formats.coco import load_coco, read_category, results_to_coco
-from kpreg.formats.oks import make_results
+from kpreg.formats.oks import instance_score, make_results, oks
 from kpreg.metrics.contract import Column, DatasetMetric
 
 __all__ = ["STAT_NAMES", "OKS_COLUMNS", "evaluate_keypoints", "OKSAP"]
@@ -215,3 +215,31 @@ class OKSAP(DatasetMetric):
             coco_dt = results_to_coco(res, self.coco_gt, copy_results=False)  # res is ours to mutate
             stats = evaluate_keypoints(self.coco_gt, coco_dt, self.sigmas)
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in stats.items()}
+
+    def own_instances(self, pred: np.ndarray, scores: np.ndarray, image_id: np.ndarray,
+                      box_score: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(OKS (S,), instance score (S,)) of S top-down predictions, each with the one scored ground-truth instance
+        of its image: what ``kpreg.metrics.resampling.APStatistic`` resamples. None unless every image holds exactly
+        one prediction and one non-crowd annotation with labelled keypoints, and every such image is predicted —
+        only then does COCOeval match each prediction to that instance (otherwise it matches greedily among the
+        image's instances, after OKS-NMS).
+
+        pred (S, K, 2) x,y original pixels; scores (S, K) the keypoint confidences AP was computed with."""
+        ids = np.asarray(image_id).astype(np.int64).reshape(-1)  # (S,)
+        if len(np.unique(ids)) != len(ids):
+            return None
+        scored: dict[int, dict[str, Any]] = {}
+        for img in self._gt_img_ids:
+            anns = [a for a in self.coco_gt.imgToAnns.get(img, []) if a.get("category_id") == self.category.id]
+            counted = [a for a in anns if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
+            if len(anns) > 1 or (anns and not counted):
+                return None
+            if counted:
+                scored[int(img)] = counted[0]
+        if set(scored) != set(ids.tolist()):
+            return None
+        gt = np.stack([np.asarray(scored[int(i)]["keypoints"], dtype=np.float64).reshape(-1, 3) for i in ids])
+        area = np.array([float(scored[int(i)]["area"]) for i in ids])  # (S,)
+        similarity = oks(np.asarray(pred, dtype=np.float64), gt, area, self.sigmas)  # (S,)
+        box = np.ones(len(ids)) if box_score is None else np.asarray(box_score, dtype=np.float64).reshape(-1)
+        return similarity, instance_score(np.asarray(scores, dtype=np.float64), box, self.kp_score_thr)

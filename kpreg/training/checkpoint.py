@@ -44,13 +44,21 @@ IDENTITY_FIELDS: tuple[tuple[str, str], ...] = (
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` on the CPU, with a clear error for a missing or unreadable file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointMismatchError(f"checkpoint {path} is a folder: name the .ckpt file (e.g. "
+                                      f"{path / 'checkpoints' / 'best.ckpt'})")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointMismatchError(f"cannot read checkpoint {path}: the file is empty (0 bytes; a copy or a save "
+                                      "that was interrupted?)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:  # junk bytes: an unpickling error
+    except (RuntimeError, EOFError, OSError, IndexError, KeyError, ValueError, pickle.UnpicklingError) as err:
+        # junk bytes: an unpickling error; a cut zip archive: a RuntimeError from its reader
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
         raise CheckpointMismatchError(f"cannot read checkpoint {path} (truncated or not a checkpoint?): "
-                                      f"{str(err).splitlines()[0]}") from None
+                                      f"{reason}") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointMismatchError(f"{path} is not a Lightning checkpoint (a {type(checkpoint).__name__})")
     return upgrade_checkpoint(checkpoint)

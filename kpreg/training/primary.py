@@ -11,6 +11,7 @@ from typing import Any
 
 from kpreg.classpath import ClassPathError, import_class_path
 from kpreg.metrics import declared_columns, declared_keypoint_columns, default_primary, higher_is_better
+from kpreg.metrics.contract import reports
 
 
 def primary_metric(data_class_path: str, init_args: Mapping[str, Any] | None) -> tuple[str, bool]:
@@ -23,10 +24,12 @@ def primary_metric(data_class_path: str, init_args: Mapping[str, Any] | None) ->
     if not families:
         raise ValueError(f"data.class_path: {data_class_path!r} declares no metric_families (not a kpreg datamodule)")
     primary = (init_args or {}).get("primary_metric") or default_primary(families)
-    direction = higher_is_better(primary, families)
+    columns = declared_columns(families, getattr(cls, "keypoint_names", ()))
+    keypoint_columns = declared_keypoint_columns(families)
+    direction = higher_is_better(primary, families) if reports(primary, columns, keypoint_columns) else None
     if direction is None:
-        keys = [c.key for c in declared_columns(families, getattr(cls, "keypoint_names", ()))]
-        per_keypoint = [f"{c.key}/<keypoint>" for c in declared_keypoint_columns(families)]
+        keys = [c.key for c in columns]
+        per_keypoint = [f"{c.key}/<keypoint>" for c in keypoint_columns]
         raise ValueError(f"data.init_args.primary_metric: unknown metric key {primary!r} for {cls.__name__}, whose metrics "
                          f"report {', '.join(keys)} and per keypoint {', '.join(per_keypoint)}")
     return primary, direction

@@ -2,10 +2,11 @@
 
 ``RunLogging`` is added to every ``train.py`` run by the CLI (config section ``run_logging``). Always, on the
 main process, it writes ``<run dir>/model_profile.json`` (parameters, FLOPs, CPU latency) and, at the end,
-``<run dir>/train_stats.json`` (peak accelerator memory), which the study runner reads. When one of the
+``<run dir>/train_stats.json`` (peak accelerator memory, the labelled frames trained on), which the study runner
+reads. When one of the
 trainer's loggers is a ``WandbLogger`` it also gives the wandb run
 
-* a flat config (``backbone``, ``head``, ``head.<arg>``, ``output_stride``, ``dataset``, ``seed``,
+* a flat config (``backbone``, ``head``, ``head.<arg>``, ``output_stride``, ``dataset``, ``seed``, ``budget``,
   ``input_size`` …) so that dashboards can group and filter runs by them, plus the whole resolved CLI
   config under ``cli``;
 * after every validation, the PCK-vs-threshold curve (``val/pck_curve``, a line plot of a table: PCKh on
@@ -54,6 +55,7 @@ def flat_run_config(config: dict[str, Any]) -> dict[str, Any]:
         "output_stride": head_args.get("output_stride"),
         "dataset": short_name(data.get("class_path")) or None,
         "seed": config.get("seed_everything"),
+        "budget": data_args.get("train_budget"),  # labelled training frames (a count or a share); None: all
         "batch_size": data_args.get("batch_size"),
         "max_epochs": (config.get("trainer") or {}).get("max_epochs"),
         "optimizer": (short_name(optimizer.get("class_path")) or None) if isinstance(optimizer, dict) else None,
@@ -195,7 +197,8 @@ class RunLogging(Callback):
         device = pl_module.device
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         stats = {"peak_accelerator_memory_mb": None if peak is None else peak / 2**20,
-                 "global_step": trainer.global_step, "epochs": trainer.current_epoch}
+                 "global_step": trainer.global_step, "epochs": trainer.current_epoch,
+                 "train_frames": getattr(trainer.datamodule, "train_frames", None)}
         self._write_json(trainer, "train_stats.json", stats)
         logger = self.wandb_logger(trainer)
         if logger is not None and peak is not None:

@@ -112,12 +112,14 @@ def test_flip_test_on_data_without_flip_pairs_or_flip_augmentation_is_refused(
         "--data.init_args.train_ann", str(fx.train_ann), "--data.init_args.val_ann", str(fx.val_ann),
         "--data.init_args.train_images", str(fx.images), "--data.init_args.input_size", "[64, 64]",
         "--data.init_args.flip_pairs", "[]", "--data.init_args.augmentation.flip_prob", "0.0",
-        "--data.init_args.num_workers", "0", "--model.backbone", "test_resnet", "--model.pretrained", "false",
+        "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4",
+        "--model.backbone", "test_resnet", "--model.pretrained", "false",
         "--trainer.fast_dev_run", "true", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "r"),
     ]
     with pytest.raises(SystemExit) as exit_info:
         train_main([*args, "--model.flip_test", "true"])
     assert exit_info.value.code == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "no left/right flip pairs and trains without flip augmentation" in err and "model.flip_test: false" in err
+    assert "model.flip_test: a flip test on a model without left/right flip pairs that was trained without flip " \
+           "augmentation" in err and "model.flip_test: false" in err
     train_main([*args, "--model.flip_test", "false"])  # the same data without a flip test trains

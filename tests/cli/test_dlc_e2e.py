@@ -87,3 +87,28 @@ def test_bad_project_is_one_line_naming_file_and_line(project: DLCProject, tmp_p
     assert "error:" in err and "Traceback" not in err
     assert "mouseA/CollectedData_tester.csv, line 5 (labeled-data/mouseA/img0001.png): image file" in err
     assert "does not exist" in err
+
+
+def test_evaluate_ci_gives_every_summary_metric_an_interval(project: DLCProject, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """``--ci``: the intervals of the pixel metrics and of OKS AP (one animal per frame: resampled); at unit weights
+    the per-sample table gives back exactly the metrics JSON."""
+    from kpreg.compare.per_sample import load_run
+
+    run = tmp_path / "run"
+    train_main(_train_args(project, run))
+    metrics_path = tmp_path / "eval" / "metrics.json"
+    capsys.readouterr()
+    evaluate_main(["--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                   "--json", str(metrics_path), "--ci", "--ci_resamples", "200"])
+    out = capsys.readouterr().out
+    assert "95 % intervals: a bootstrap over the 4 evaluated images" in out and "not training noise" in out
+    metrics = json.loads(metrics_path.read_text())
+    ci = json.loads((metrics_path.parent / "metrics_ci.json").read_text())
+    assert ci["images"] == 4 and ci["method"] == "images (BCa)"
+    for key in ("MeanError", "MedianError", "RMSE", "PCK@0.1", "PCK@5px", "PCK-AUC", "AP", "AP50", "AP75"):
+        interval = ci["intervals"][key]
+        assert interval["estimate"] == pytest.approx(metrics[key], rel=1e-9, abs=1e-9), key
+        assert interval["low"] <= interval["estimate"] <= interval["high"], key
+    statistics = load_run("run", metrics_path.parent / "per_sample.npz").statistics
+    assert statistics["AP"](np.ones((1, 4)))[0] == pytest.approx(metrics["AP"], abs=1e-12)

@@ -263,7 +263,7 @@ def test_folder_with_other_files_and_a_corrupt_image_predicts_the_rest(
     code, out, err = run_main(capsys, "--ckpt", str(tiny_checkpoint), "--input", str(mixed), "--out",
                               str(tmp_path / "o"))
     assert code == 0, err
-    assert "skipped 2 file(s) that are not readable images: broken.png (corrupt image: it does not decode), " \
+    assert "skipped 2 file(s) that cannot be predicted on: broken.png (corrupt image: it does not decode), " \
            "notes.txt (not an image OpenCV can read)" in err
     assert list(read_table(tmp_path / "o" / "predictions.csv").index) == ["img0.png", "img1.png", "img2.png"]
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kpreg.compare.report import Config, Contract, group_table, report_main
+from kpreg.cli.study import report_main
+from kpreg.compare.report import Config, Contract, group_table
 from kpreg.metrics.contract import KeypointMetrics
 from kpreg.metrics.pckh import PCKh
 from kpreg.metrics.pixel import PixelMetrics

@@ -1,6 +1,7 @@
 """The study runner end to end: a tiny 2-head × 2-stride study (heatmap and DSNT at strides 4 and 8, plus FC),
-interrupted after its first run and resumed, then its report and its offline wandb runs. Plus the grid logic,
-parallel runners and the PCKh curve, without training."""
+interrupted after its first run and resumed, then its report (the verdict table, intervals) and its offline wandb
+runs; the same grid through the local launcher. Plus the grid logic, the budget axis, one command per study directory,
+--launcher slurm without sbatch and the PCKh curve, without training."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from testkit.wandb_records import run_contents
 from kpreg.cli import train_main
 from kpreg.cli.lightning import train_parser
 from kpreg.cli.study import build_parser
-from kpreg.compare.study import RunClaim, Study
+from kpreg.compare.study import Study, StudyLock, parse_budgets
 from kpreg.formats.mpii import MPII_JOINT_NAMES
 from kpreg.metrics.pckh import PCKh
 
@@ -74,6 +75,19 @@ def test_report_table_and_plots(study: dict) -> None:
     # the columns come from the metric contract: the primary (bold) first, then the headline numbers
     assert "| Head | Stride | **PCKh@0.5 (%)** | PCKh@0.1 (%) | AUC (%) | mean error (px) | median error (px)" in report
     assert "## PCKh@0.5 (%) per group" in report and "| Model | Stride | Head | Shoulder" in report
+    # the verdict table opens the report: every configuration against the best, paired on the same frames
+    assert report.startswith("# Study: tiny-study\n\n## Which configuration is best\n")
+    assert ("| Configuration | Seeds | PCKh@0.5 (%) [95 % CI] | Δ vs " in report
+            and "| p | p (Holm) | P(best) | Verdict |" in report)
+    verdict_section = report.split("## Summary", 1)[0]
+    verdicts = [line for line in verdict_section.splitlines() if line.startswith(("| heatmap s", "| dsnt s", "| fc |"))]
+    assert len(verdicts) == 5 and sum("**best**" in line for line in verdicts) == 1
+    assert all(line.rstrip(" |").endswith(("**best**", "indistinguishable", "worse")) for line in verdicts)
+    assert "With one seed (" in report and "covers only the test sample" in report
+    # one seed: every headline figure of the summary is its interval over the images, [low, high]
+    summary = report.split("## Summary", 1)[1]
+    row = next(line for line in summary.splitlines() if line.startswith("| heatmap | 4 |"))
+    assert row.count("[") >= 3 and "±" not in row.split("|")[3]
     for row in ("| heatmap | 4 |", "| heatmap | 8 |", "| dsnt | 4 |", "| dsnt | 8 |", "| fc | – |"):
         assert row in report
     # the confidence table: columns from ConfidenceScores' contract (evaluate.py's confidence.json), per configuration
@@ -119,6 +133,17 @@ def test_offline_wandb_run_compares_well(study: dict) -> None:
     assert images, "the example panel was logged"
     with Image.open(images[0]) as panel:
         assert panel.size[0] > 8 * 100  # eight validation images side by side
+    # the report's summary run: the verdict and interval tables as wandb.Tables, in the study's group
+    (summary_run,) = list((study["out"] / "wandb").glob("offline-run-*"))
+    summary = run_contents(next(summary_run.glob("run-*.wandb")))
+    assert summary["run"]["group"] == "tiny-study" and summary["run"]["name"] == "tiny-study/summary"
+    for table in ("study/verdicts", "study/intervals"):
+        assert json.loads(summary["summary"][f"{table}/_type"]) == "table-file", table
+    assert json.loads(summary["summary"]["study/verdicts/nrows"]) == 5  # one row per configuration
+    verdicts = json.loads((summary_run / "files" / json.loads(summary["summary"]["study/verdicts/path"])).read_text())
+    assert verdicts["columns"][1] == "configuration" and verdicts["columns"][-1] == "verdict"
+    assert sorted(row[1] for row in verdicts["data"]) == ["dsnt s4", "dsnt s8", "fc", "heatmap s4", "heatmap s8"]
+    assert [row[-1] for row in verdicts["data"]].count("best") == 1
 
 
 @pytest.fixture(scope="module")
@@ -186,29 +211,58 @@ def test_a_run_config_is_what_train_py_resolves(parser, tmp_path: Path, capsys: 
                "--set", "trainer.max_epochz=2").runs()  # a key train.py does not know: named, no exit
 
 
-def test_parallel_runners_skip_a_claimed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two runners on one study directory: a run another runner holds is skipped, not run twice; once the
-    holder lets go (or dies), the run is free again."""
+def test_a_second_study_command_on_one_directory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One command at a time holds a study directory (parallel runs are the launcher's --workers): a second one is
+    one message, and nothing of the first is touched; once the first ends, the directory is free."""
     study = Study(build_parser().parse_args(["--config", str(REPO / "configs/data/synthetic.yaml"),
                                              "--heads", "heatmap", "--strides", "4,8", "--out", str(tmp_path)]),
                   train_parser())
     executed: list[str] = []
 
-    def fake_execute(self: Study, spec, config, run_dir: Path) -> None:
-        executed.append(spec.name)
-        (run_dir / "result.json").write_text("{}")
+    def fake_execute(job, rank: int = 0) -> None:
+        executed.append(job.spec["name"])
+        (Path(job.run_dir) / "result.json").write_text("{}")
 
-    monkeypatch.setattr(Study, "execute", fake_execute)
-    with RunClaim(tmp_path / "heatmap-s4-seed0") as held:  # "the other runner"
-        assert held
-        with RunClaim(tmp_path / "heatmap-s4-seed0") as second:
-            assert not second  # a second claim on a held run fails at once instead of waiting
-        assert study.run() == 0
-    assert executed == ["heatmap-s8-seed0"]
-    log = (tmp_path / "study.log").read_text()
-    assert "skip heatmap-s4-seed0: another study runner is executing it" in log
+    monkeypatch.setattr("kpreg.compare.study.execute_run", fake_execute)
+    with StudyLock(tmp_path):  # "the other command"
+        with pytest.raises(ValueError, match=r"another study.py command is running on .* \(pid"):
+            study.run()
+    assert executed == [] and not (tmp_path / "heatmap-s4-seed0").exists()
     assert study.run() == 0
-    assert executed == ["heatmap-s8-seed0", "heatmap-s4-seed0"]  # released: picked up, and s8 is not rerun
+    assert executed == ["heatmap-s4-seed0", "heatmap-s8-seed0"]
+
+
+def test_budget_axis_names_nests_and_seeds(parser) -> None:
+    assert parse_budgets("10,25,50,100%") == ["10%", "25%", "50%", None]
+    assert parse_budgets("10%,100%") == ["10%", None]
+    assert parse_budgets("10,40") == ["10", "40"] and parse_budgets(None) == [None]
+    for bad, message in (("10,abc", "neither a number"), ("0,50%", "share must be"), ("10,10", "repeats")):
+        with pytest.raises(ValueError, match=message):
+            parse_budgets(bad)
+    study = _study(parser, "--config", str(REPO / "configs/data/synthetic.yaml"), "--heads", "dsnt",
+                   "--strides", "4", "--seeds", "0,1", "--budgets", "25,50,100%")
+    runs = {spec.name: (spec, config) for spec, config in study.runs()}
+    assert list(runs) == ["dsnt-s4-b25pct-seed0", "dsnt-s4-b25pct-seed1", "dsnt-s4-b50pct-seed0",
+                          "dsnt-s4-b50pct-seed1", "dsnt-s4-seed0", "dsnt-s4-seed1"]
+    spec, config = runs["dsnt-s4-b25pct-seed1"]
+    assert spec.budget == "25%" and config["data"]["init_args"]["train_budget"] == "25%"
+    assert config["data"]["init_args"]["budget_seed"] == 1  # the run's seed orders the frames
+    assert config["data"]["init_args"]["train_budget"] is None or "b" not in runs["dsnt-s4-seed0"][0].name.split("-")
+    assert runs["dsnt-s4-seed0"][1]["data"]["init_args"]["train_budget"] is None
+    logger = study.finalise_config(spec, config, Path("/x"))["trainer"]["logger"]["init_args"]
+    assert "budget25%" in logger["tags"]
+
+
+def test_slurm_without_sbatch_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    out = tmp_path / "study"
+    result = run_script("study.py", "--config", "configs/data/synthetic.yaml", "--heads", "fc", "--out", str(out),
+                        "--launcher", "slurm")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --launcher slurm needs SLURM's sbatch, and there is no sbatch on PATH here: run study.py on the "
+        "cluster's login node, or use --launcher local (nothing was submitted)"]
+    assert not out.exists()
 
 
 def test_pckh_curve_matches_the_summary() -> None:
@@ -223,3 +277,41 @@ def test_pckh_curve_matches_the_summary() -> None:
     assert pck[np.isclose(t, 0.1)][0] == pytest.approx(summary["Mean@0.1"])
     assert float(np.sum((pck[1:] + pck[:-1]) / 2 * np.diff(t)) / 0.5) == pytest.approx(summary["AUC"])
     assert np.all(np.diff(pck) >= 0)
+
+
+def test_local_launcher_runs_jobs_as_processes_resumes_and_matches_the_sequential_study(study: dict,
+                                                                                        tmp_path: Path) -> None:
+    """``--launcher local`` on the 4-run grid (heatmap, DSNT × strides 4, 8): every run a submitit job in its own
+    process; a run whose job died after its last checkpoint is submitted again and resumes from it when the command
+    is repeated; every run's metrics equal the sequential study's (the same configs, seeds and frames)."""
+    out = tmp_path / "local"
+    grid = [a if a != "heatmap,dsnt,fc" else "heatmap,dsnt" for a in STUDY]
+    args = [*grid, "--out", str(out), "--launcher", "local", "--workers", "2", "--poll-s", "0.5", "--no-report"]
+    first = run_script("study.py", *args, timeout=600)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    names = ["dsnt-s4-seed0", "dsnt-s8-seed0", "heatmap-s4-seed0", "heatmap-s8-seed0"]
+    assert sorted(p.parent.name for p in out.glob("*/result.json")) == names
+    jobs = {name: json.loads((out / name / "job.json").read_text()) for name in names}
+    assert all(job["launcher"] == "local" for job in jobs.values())
+    assert len({job["job_id"] for job in jobs.values()}) == 4  # four processes, none of them the study's
+    assert all(Path(job["stdout"]).is_file() and Path(job["stdout"]).parent == out / "jobs" for job in jobs.values())
+    for name in names:
+        local = json.loads((out / name / "metrics.json").read_text())
+        sequential = json.loads((study["out"] / name / "metrics.json").read_text())
+        assert local.keys() == sequential.keys()
+        for key, value in sequential.items():
+            assert local[key] == pytest.approx(value, rel=1e-6, abs=1e-9), (name, key)
+    # the job of dsnt-s8 "was killed" after its last checkpoint: no train record, no result
+    killed = out / "dsnt-s8-seed0"
+    assert (killed / "checkpoints" / "last.ckpt").is_file()
+    (killed / "result.json").unlink()
+    (killed / "train_done.json").unlink()
+    second = run_script("study.py", *args, timeout=600)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    log = second.stdout
+    assert "skip heatmap-s4-seed0: result.json exists" in log
+    assert (f"dsnt-s8-seed0: job {jobs['dsnt-s8-seed0']['job_id']} ended without a result: submitting it again "
+            "(training resumes from last.ckpt)") in log
+    assert "dsnt-s8-seed0: resume training from last.ckpt" in (out / "study.log").read_text()
+    assert json.loads((killed / "job.json").read_text())["job_id"] != jobs["dsnt-s8-seed0"]["job_id"]
+    assert json.loads((killed / "result.json").read_text())["train_resumed"] is True

@@ -153,7 +153,7 @@ def test_training_metric_equals_scoring_the_written_pred_mat(fixture: MPIIFixtur
     np.testing.assert_allclose(from_json, coords.numpy(), atol=1e-4)
     save_pred_mat(tmp_path / "rounded.mat", from_json)
     score_main(["--dataset", "mpii", "--gt", str(fixture.root / "annot" / "gt_valid.mat"), "--pred",
-                str(written["predictions.json"]), "--json", str(out)])
+                str(written["predictions.json"]), "--json", str(out), "--overwrite"])
     assert json.loads(out.read_text()) == score_mpii_files(fixture.root / "annot" / "gt_valid.mat", tmp_path / "rounded.mat")
 
 

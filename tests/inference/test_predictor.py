@@ -21,7 +21,7 @@ from kpreg.data.sample import image_to_tensor
 from kpreg.data.synthetic import render_figure
 from kpreg.inference.boxes import Box
 from kpreg.inference.images import ImageInputError
-from kpreg.inference.predictor import Prediction, Predictor, PredictorError
+from kpreg.inference.predictor import Prediction, Predictor
 from kpreg.inference.rebuild import rebuild
 from kpreg.inference.sources import Frame
 from kpreg.metrics.calibration import CalibrationRecord, Platt, calibrate_keypoints
@@ -228,5 +228,5 @@ def test_bad_boxes_are_one_clear_error(predictor: Predictor) -> None:
         predictor.predict(image, boxes=[[0, 0, 10]])
     with pytest.raises(ImageInputError, match="one entry .* per image: 2 image"):
         predictor.predict([image, image], boxes=[[[0, 0, 5, 5]]])
-    with pytest.raises(PredictorError, match="batch_size must be at least 1"):
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
         Predictor(predictor.runtime, predictor.info, batch_size=0)

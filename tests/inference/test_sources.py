@@ -58,7 +58,7 @@ def test_conversions_equal_the_training_pipelines_read(mixed_folder: Path) -> No
 
 
 def test_sixteen_bit_keeps_the_high_byte(tmp_path: Path) -> None:
-    values = np.array([[0, 255, 256, 511, 32768, 65535]], np.uint16)  # (1, 6) gray
+    values = np.repeat(np.array([[0, 255, 256, 511, 32768, 65535]], np.uint16), 4, axis=0)  # (4, 6) gray
     cv2.imwrite(str(tmp_path / "d.png"), values)
     (frame,) = open_source(tmp_path / "d.png")
     np.testing.assert_array_equal(frame.image[0, :, 0], [0, 0, 1, 1, 128, 255])

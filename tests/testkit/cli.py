@@ -50,3 +50,14 @@ def run_in_process(main: Callable[[Sequence[str]], None], capsys: pytest.Capture
         code = int(stop.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> str:
+    """Exit code 2 and exactly one ``error:`` line holding every needle; no traceback, no usage page."""
+    assert code == 2, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err[-2000:]
+    assert "Traceback" not in err and "usage:" not in err, err[-2000:]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

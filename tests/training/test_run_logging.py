@@ -22,9 +22,11 @@ def test_flat_run_config() -> None:
     }
     assert flat_run_config(config) == {
         "backbone": "resnet18", "feature_index": 2, "head": "HeatmapHead", "output_stride": 8,
-        "dataset": "MPIIDataModule", "seed": 3, "batch_size": 32, "max_epochs": 4, "optimizer": "AdamW", "lr": 0.006,
-        "head.output_stride": 8, "head.sigma": 2.0, "data.batch_size": 32,
+        "dataset": "MPIIDataModule", "seed": 3, "budget": None, "batch_size": 32, "max_epochs": 4, "optimizer": "AdamW",
+        "lr": 0.006, "head.output_stride": 8, "head.sigma": 2.0, "data.batch_size": 32,
     }
+    config["data"]["init_args"]["train_budget"] = "25%"  # a label budget is a column to group by
+    assert flat_run_config(config)["budget"] == "25%"
     fc = flat_run_config({"model": {"head": {"class_path": "kpreg.heads.FCHead"}}})
     assert fc["head"] == "FCHead" and fc["output_stride"] is None and fc["dataset"] is None and fc["optimizer"] is None
     assert plain({"a": (1, None), 2: {"b": SimpleNamespace}}) == {"a": [1, None], "2": {"b": str(SimpleNamespace)}}
