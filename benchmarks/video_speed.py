@@ -223,6 +223,8 @@ def main() -> None:
 def speed(args: argparse.Namespace, models: dict[str, Path], work: Path) -> dict[str, object]:
     cores = sorted(os.sched_getaffinity(0))
     settings = {"both cores": (set(cores[:2]), 2), "one core": ({cores[0]}, 1)}
+    if len(cores) < 2:  # pinned to one CPU (a cpuslot without --exclusive): only the one-core setting is real
+        del settings["both cores"]
     fps: dict[str, list[float]] = {}
     crops = None
     for r in range(args.rounds):
@@ -259,14 +261,16 @@ def speed(args: argparse.Namespace, models: dict[str, Path], work: Path) -> dict
             print(f"whole video, one core, {name}: {whole[f'predict.py, {name}, one core, whole video']:.1f} "
                   "frames/s", flush=True)
     os.sched_setaffinity(0, set(cores))
-    torch.set_num_threads(2)
+    threads = min(2, len(cores))
+    every = "both cores" if threads == 2 else "one core"  # where the sweep and the profile run
+    torch.set_num_threads(threads)
     assert crops is not None
     sweep: dict[str, float] = {}
-    for name, predictor in predictors(args.ckpt, models, 2, args.batch).items():
+    for name, predictor in predictors(args.ckpt, models, threads, args.batch).items():
         for b in (1, 8, 32, 64):
             sweep[f"{name}, batch {b}"] = bare_forward(predictor, crops, b)
     profiles = {name: stage_profile(p, args.video, args.detections, min(args.frames, 300), args.batch, work)
-                for name, p in predictors(args.ckpt, models, 2, args.batch).items()}
+                for name, p in predictors(args.ckpt, models, threads, args.batch).items()}
 
     def ratio(a: str, b: str) -> float:
         return statistics.median(x / y for x, y in zip(fps[a], fps[b]))
@@ -291,10 +295,10 @@ def speed(args: argparse.Namespace, models: dict[str, Path], work: Path) -> dict
     print("\n| ratio | value |\n|---|---|")
     for k, v in ratios.items():
         print(f"| {k} | {v:.2f} |")
-    print("\n| bare forward, both cores | frames/s |\n|---|---|")
+    print(f"\n| bare forward, {every} | frames/s |\n|---|---|")
     for k, v in sweep.items():
         print(f"| {k} | {v:.1f} |")
-    print("\n| stage, ms per frame (serial, both cores) | " + " | ".join(profiles) + " |")
+    print(f"\n| stage, ms per frame (serial, {every}) | " + " | ".join(profiles) + " |")
     print("|---" * (len(profiles) + 1) + "|")
     for stage in next(iter(profiles.values())):
         print(f"| {stage} | " + " | ".join(f"{p[stage]:.2f}" for p in profiles.values()) + " |")
