@@ -349,8 +349,10 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
         try:
             if detections or predictor.crop_mode == "image":
                 pairs = predictor.stream(source, selector if detections else None, args.prefetch)
-            else:  # no boxes for a model that finds the animal itself: coarse to fine, frame by frame
+            elif isinstance(predictor, EnsemblePredictor):  # no boxes: each frame coarse to fine, frame by frame
                 pairs = ((frame, predictor.locate(frame.image, args.refine)) for frame in source)
+            else:  # no boxes: coarse to fine, the passes of batch-size frames batched together
+                pairs = predictor.locate_stream(source, args.refine, args.prefetch)
             for frame, prediction in pairs:
                 _write(frame, prediction, video, source_name, ids, results, table, stats, min_confidence)
                 if ensemble:

@@ -39,7 +39,7 @@ from kpreg.formats.oks import instance_score
 from kpreg.inference.boxes import Box, box_problem, whole_frame
 from kpreg.inference.crops import DEFAULT_PADDING, Crop, Cropper, to_original
 from kpreg.inference.images import ImageInputError, as_box_lists, as_rgb8_batch
-from kpreg.inference.locate import DEFAULT_REFINE, CropMode, coarse_to_fine, refuse_whole_frames
+from kpreg.inference.locate import DEFAULT_REFINE, CropMode, coarse_to_fine, extent_box, refuse_whole_frames
 from kpreg.inference.model_info import ModelInfo
 from kpreg.inference.prefetch import prefetch
 from kpreg.inference.runtimes import (
@@ -295,6 +295,46 @@ class Predictor:
 
         xy, conf, box = coarse_to_fine(run, image, refine)  # (K, 2), (K,), the last crop's box
         return Prediction(xy[None], np.asarray(conf, dtype=np.float32)[None], (box or whole_frame(image),))
+
+    def locate_stream(
+        self,
+        frames: Iterable[HasImage],
+        refine: int = DEFAULT_REFINE,
+        prefetch_depth: int = 8,
+    ) -> Iterator[tuple[Any, Prediction]]:
+        """(frame, ``locate(frame.image, refine)``) for every frame, in order, with the passes batched across
+        frames: the whole-frame pass of ``batch_size`` frames is one batch (cropped ahead in a background thread,
+        as ``stream``), then each refinement of those frames is one batch. The same crops as ``locate`` frame by
+        frame, so the same predictions up to float rounding, at the speed of batched passes."""
+        if self.crop_mode == "crop":
+            raise refuse_whole_frames("this model")
+        if self.crop_mode == "image":
+            yield from self.stream(frames, None, prefetch_depth)
+            return
+        group: list[tuple[Any, Prediction]] = []
+        for frame, coarse in self.stream(frames, None, prefetch_depth):
+            group.append((frame, coarse))
+            if len(group) >= self.batch_size:
+                yield from self._refine(group, refine)
+                group = []
+        yield from self._refine(group, refine)
+
+    def _refine(self, group: list[tuple[Any, Prediction]], passes: int) -> Iterator[tuple[Any, Prediction]]:
+        """``kpreg.inference.locate.refine`` for a group of frames at once: each pass crops every frame to the
+        box of the keypoints its previous pass found (a frame without such a box keeps what it has)."""
+        xy = [p.keypoints[0] for _, p in group]  # (K, 2) image px per frame
+        conf = [p.confidence[0] for _, p in group]  # (K,) per frame
+        boxes: list[Box | None] = [None] * len(group)
+        for _ in range(passes):
+            todo = [(i, b) for i, b in enumerate(extent_box(k) for k in xy) if b is not None]
+            if not todo:
+                break
+            prepared = [self.prepare(group[i][0].image, [b]) for i, b in todo]
+            coords, confidence = self.run(torch.cat([p.batch for p in prepared]))
+            for (i, b), result in zip(todo, self._finish(prepared, coords, confidence)):
+                xy[i], conf[i], boxes[i] = result.keypoints[0], result.confidence[0], b
+        for (frame, _), k, c, b in zip(group, xy, conf, boxes):
+            yield frame, Prediction(k[None], np.asarray(c, dtype=np.float32)[None], (b or whole_frame(frame.image),))
 
     def stream(
         self,

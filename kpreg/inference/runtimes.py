@@ -94,6 +94,9 @@ class OnnxRuntime:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+        # Idle pool threads sleep instead of spinning: on a video, decoding and cropping run in their own threads
+        # beside the network and need those cores (int8 predict.py on 2 cores: ×1.13, docs/peers.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for bad files

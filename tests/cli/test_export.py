@@ -93,3 +93,46 @@ def test_the_calibration_map_travels_in_the_exported_file(tiny_checkpoint: Path,
     assert exported.calibrated and "calibrated P(correct)" in exported.describe()
     image = render_figure(3, 1, 32, True).image
     np.testing.assert_allclose(exported.predict(image).confidence, reference.predict(image).confidence, atol=1e-5)
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(p) is None for p in ONNX_PACKAGES),
+                    reason="optional ONNX packages missing")
+def test_int8_export_is_quantised_and_predicts_near_the_checkpoint(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+    import onnx
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    images = [render_figure(5, i, 32, True).image for i in range(12)]
+    for i, image in enumerate(images):
+        cv2.imwrite(str(frames / f"f{i:02d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "int8.onnx"
+    code, text, err = run_export(capsys, "--ckpt", str(tiny_checkpoint), "--format", "onnx", "--out", str(out),
+                                 "--int8", str(frames), "--calibration-frames", "8")
+    assert code == 0, err
+    assert "onnx int8" in text and "calibrated on 8 crops" in text and "8 calibration crops" in text
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+    exported = kpreg.load(out)  # the metadata survives quantisation: the file alone predicts
+    reference = kpreg.load(tiny_checkpoint, device="cpu")
+    assert exported.backend == "onnxruntime" and exported.keypoint_names == reference.keypoint_names
+    # the session's idle threads sleep rather than spin: decoding and cropping threads share the cores
+    options = exported.runtime.session.get_session_options()  # type: ignore[attr-defined]
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    a = np.stack([p.keypoints for p in exported.predict(images)])  # (12, K, 2) image px
+    b = np.stack([p.keypoints for p in reference.predict(images)])
+    assert np.isfinite(a).all()
+    assert np.median(np.linalg.norm(a - b, axis=-1)) < 2.0  # of a 32-px image: int8 rounding, not a broken graph
+
+
+def test_int8_needs_onnx_and_a_source_with_frames(tiny_checkpoint: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_export(capsys, "--ckpt", str(tiny_checkpoint), "--format", "torchscript", "--out",
+                              str(tmp_path / "m.pt"), "--int8", str(tmp_path))
+    assert code == 2 and "--int8 quantises an ONNX model" in err
+    code, _, err = run_export(capsys, "--ckpt", str(tiny_checkpoint), "--format", "onnx", "--out",
+                              str(tmp_path / "m.onnx"), "--int8", str(tmp_path / "missing"))
+    assert code == 2 and "no such file or folder" in err

@@ -138,3 +138,34 @@ def test_the_crop_mode_travels_with_an_exported_model() -> None:
     assert ModelInfo.from_metadata(props, "m.onnx")[0].crop_mode == "image"
     with pytest.raises(ModelInfoError, match="kpreg.crop_mode"):
         ModelInfo.from_metadata({**props, "kpreg.crop_mode": '"sideways"'}, "m.onnx")
+
+
+@pytest.mark.parametrize("refine", [0, 1, 2])
+def test_the_batched_stream_locates_as_frame_by_frame(refine: int) -> None:
+    from types import SimpleNamespace
+
+    from kpreg.inference.model_info import ModelInfo
+    from kpreg.inference.predictor import Predictor
+
+    info = ModelInfo(keypoint_names=("a", "b"), skeleton=(), flip_pairs=(), input_size=(32, 32), head="Fake",
+                     backbone="none", flip_test=False, crop_mode="both")
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(7):  # batches of 3: two full ones and a last one of 1
+        image = np.full((120, 160, 3), 60, np.uint8)
+        x, y = rng.integers(10, 150), rng.integers(10, 110)
+        image[y - 2:y + 3, x - 2:x + 3] = 255
+        if i == 4:
+            image[:] = 60  # nothing bright: the first pass lands on (0, 0) and (2, 2), a box is still made
+        frames.append(SimpleNamespace(image=image, index=i))
+    one = Predictor(_BrightSpotRuntime(), info, batch_size=3)
+    expected = [one.locate(f.image, refine) for f in frames]
+    runtime = _BrightSpotRuntime()
+    batched = Predictor(runtime, info, batch_size=3)
+    got = list(batched.locate_stream(frames, refine))
+    assert [f.index for f, _ in got] == list(range(7))
+    for (_, a), b in zip(got, expected):
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-6)
+        np.testing.assert_allclose(a.confidence, b.confidence)
+        assert a.boxes[0].xywh == pytest.approx(b.boxes[0].xywh)
+    assert runtime.calls == 3 * (1 + refine)  # one batch per pass and group of frames, not one per frame
