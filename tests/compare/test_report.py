@@ -45,6 +45,9 @@ def test_a_primary_with_a_breakdown_is_shown_per_group() -> None:
 def test_runs_without_a_contract_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "r0").mkdir()
     (tmp_path / "r0" / "result.json").write_text('{"name": "r0", "head": "dsnt", "stride": 4, "metrics": {"x": 1}}')
-    assert report_main(["--out", str(tmp_path)]) == 2
-    assert "no run's result.json carries its metric contract" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        report_main(["--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "no run's result.json carries its metric contract" in err and err.count("\n") == 1
     assert np.isnan(Config("dsnt", 4, {}, [{"metrics": {}}]).mean_std("x")[0])
