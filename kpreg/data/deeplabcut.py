@@ -13,9 +13,12 @@ One sample is one labelled frame (single animal: one instance per frame), croppe
 
 * **box** (``box_source``): ``keypoints`` = the labelled keypoints' extent, expanded to the input's aspect ratio
   and padded by ``padding`` (1.25; the protocol of "AP with ground-truth boxes": the animal fills the input, but a
-  new video needs a box from elsewhere), or ``image`` = the whole frame (no padding; what a video without boxes
-  gives, at a lower resolution per animal). A frame whose labelled keypoints span no area cannot give a
-  ``keypoints`` box: it is skipped and counted.
+  new video needs a box from elsewhere), ``image`` = the whole frame (no padding; what a video without boxes
+  gives, at a lower resolution per animal), or ``both``: every training frame twice, once cropped to its labelled
+  extent and once whole, so that one network finds the animal on a whole frame (coarsely) and then refines on the
+  crop of what it found (``kpreg.inference.locate``); validation and evaluation use the labelled-extent crops, the
+  network's fine pass. A frame whose labelled keypoints span no area cannot give a ``keypoints`` box: it is skipped
+  and counted (with ``both``, its whole frame is still used).
 * **scale**: the larger side of the labelled extent (unpadded) is the sample's ``box_size`` and ``norm_length``
   (PCK@0.1 is 0.1 of it); its square × 0.53 is the OKS area. A square of the larger side rather than the extent's
   w × h: an elongated animal lying along an image axis has an extent of almost no area, and its OKS would change
@@ -67,7 +70,7 @@ from kpreg.formats.deeplabcut import (
 )
 from kpreg.formats.layout import EvaluationSpec
 
-BoxSource = Literal["keypoints", "image"]
+BoxSource = Literal["keypoints", "image", "both"]
 
 # The COCO datamodule's augmentation (SimpleBaseline's scale ±30 %, rotation ±40° with p = 0.6) plus colour jitter
 # (lab videos vary in lighting); horizontal flips only where the keypoints have left/right pairs (see __init__).
@@ -124,7 +127,8 @@ class DeepLabCutDataModule(KeypointDataModule):
         split_seed: the seed of the ``val_fraction`` draw.
         split_by: ``image`` (any frame) or ``folder`` (whole videos) for ``val_fraction``.
         input_size: (H, W) of the network input; boxes are expanded to its aspect ratio.
-        box_source: ``keypoints`` (labelled extent, padded) or ``image`` (the whole frame).
+        box_source: ``keypoints`` (labelled extent, padded), ``image`` (the whole frame) or ``both`` (training on
+            both views of every frame, evaluation on the labelled extent).
         padding: enlargement of a ``keypoints`` box after the aspect-ratio expansion.
         flip_pairs: 0-based left/right pairs; default inferred from the names.
         skeleton: edges as name pairs (``[[snout, leftear], …]``) or 0-based index pairs; default the project
@@ -169,8 +173,8 @@ class DeepLabCutDataModule(KeypointDataModule):
         primary_metric: str | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric)
-        if box_source not in ("keypoints", "image"):
-            raise DataError(f"box_source must be 'keypoints' or 'image', got {box_source!r}")
+        if box_source not in ("keypoints", "image", "both"):
+            raise DataError(f"box_source must be 'keypoints', 'image' or 'both', got {box_source!r}")
         if padding <= 0:
             raise DataError(f"padding must be positive, got {padding}")
         self.project = Path(project)
@@ -224,11 +228,12 @@ class DeepLabCutDataModule(KeypointDataModule):
         return self.augmentation.flip_prob > 0
 
     # ---- tables → records ----------------------------------------------------------------------------
-    def _record(self, i: int, height: int, width: int) -> PersonRecord | None:
-        """Frame ``i`` of the labels as a record, or None when a ``keypoints`` box has no extent to crop."""
+    def _record(self, i: int, height: int, width: int, whole: bool) -> PersonRecord | None:
+        """Frame ``i`` of the labels as a record cropped to the whole frame or to its labelled extent; None when the
+        labelled keypoints have no extent to crop."""
         xy, labelled = self.labels.keypoints[i], self.labels.labelled[i]  # (K, 2) original pixels, (K,)
         aspect = self._input_size[1] / self._input_size[0]
-        if self.box_source == "image":
+        if whole:
             center, size = box_to_center_size([0.0, 0.0, float(width), float(height)], aspect, 1.0)
         else:
             pts = xy[labelled]  # (L, 2) pixel centres
@@ -272,14 +277,16 @@ class DeepLabCutDataModule(KeypointDataModule):
         for name, rows in (("train", split.train), ("val", split.val)):
             report = SplitReport("DeepLabCut", name, source)
             records, frames = [], []
+            views = {"keypoints": (False,), "image": (True,), "both": (False, True) if name == "train" else (False,)}
             for i in rows:
-                rec = self._record(i, int(sizes[i, 0]), int(sizes[i, 1]))
-                if rec is None:
-                    report.skipped["frame(s) whose labelled keypoints span no area (box_source keypoints)"] += 1
-                    continue
-                records.append(rec)
-                frames.append(i)
-            report.samples = report.images = len(records)
+                for whole in views[self.box_source]:
+                    rec = self._record(i, int(sizes[i, 0]), int(sizes[i, 1]), whole)
+                    if rec is None:
+                        report.skipped["frame(s) whose labelled keypoints span no area (a keypoints box)"] += 1
+                        continue
+                    records.append(rec)
+                    frames.append(i)
+            report.samples, report.images = len(records), len(set(frames))
             self.records[name], self.frames[name], self.reports[name] = records, frames, report
             print_report(report.message())
         self.split = split
@@ -330,7 +337,7 @@ class DeepLabCutDataModule(KeypointDataModule):
         return self._coco_gt
 
     def evaluation(self) -> EvaluationSpec:
-        box = "labelled-extent boxes" if self.box_source == "keypoints" else "whole frames"
+        box = "whole frames" if self.box_source == "image" else "labelled-extent boxes"
         return EvaluationSpec(
             layout=self.layout,
             scale="box",

@@ -67,6 +67,7 @@ __all__ = [
     "check_inside_images",
     "write_collected_data",
     "DLCTableWriter",
+    "frame_file_name",
 ]
 
 # Added to DeepLabCut x, y to get kpreg input/original pixels (see the module docstring: both put pixel
@@ -523,6 +524,14 @@ def check_inside_images(labels: DLCLabels, sizes: np.ndarray | Mapping[str, Sequ
 # ----------------------------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------------------------
+def frame_file_name(frame: int, frame_count: int) -> str:
+    """DeepLabCut's name of a frame extracted from a video for labelling: ``img`` + the frame index zero-padded to
+    ``ceil(log10(frame count))`` digits (``frame_extraction.py``, ``outlier_frames.py``): ``img0042.png`` in a video
+    of 2 330 frames."""
+    width = int(math.ceil(math.log10(frame_count))) if frame_count > 1 else 1
+    return f"img{frame:0{width}d}.png"
+
+
 def _format(value: float) -> str:
     """Shortest text that reads back to the same float64; NaN → empty cell (DeepLabCut / pandas style)."""
     return "" if math.isnan(value) else repr(float(value))

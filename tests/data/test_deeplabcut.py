@@ -74,7 +74,7 @@ def test_a_frame_with_one_labelled_keypoint_has_no_extent_box(tmp_path: Path, ca
     dm.setup("fit")
     assert "DeepLabCut train: 1 samples from 1 images" in capsys.readouterr().out.replace(
         "skipped 2 frame(s) whose labelled keypoints span no area", "")
-    assert dm.reports["train"].skipped == {"frame(s) whose labelled keypoints span no area (box_source keypoints)": 2}
+    assert dm.reports["train"].skipped == {"frame(s) whose labelled keypoints span no area (a keypoints box)": 2}
     assert len(dm.records["val"]) == 2 and dm.frames["train"] == [2]  # frames 1 and 3 have one label each
     whole = _dm(proj, val_every=4, box_source="image")
     whole.setup("fit")
@@ -201,3 +201,19 @@ def test_an_empty_validation_split_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"the val split has no samples \(DeepLabCut val: 0 samples .*skipped 2 "
                                         r"frame\(s\) whose labelled keypoints span no area.*split: explicit lists"):
         dm.setup("fit")
+
+
+def test_both_trains_on_the_crop_and_the_whole_frame_and_evaluates_on_the_crop(project: DLCProject) -> None:
+    crop, both = _dm(project), _dm(project, box_source="both")
+    crop.setup("fit")
+    both.setup("fit")
+    n = len(crop.records["train"])
+    assert len(both.records["train"]) == 2 * n and both.frames["train"] == [f for f in crop.frames["train"]
+                                                                            for _ in range(2)]
+    assert both.reports["train"].samples == 2 * n and both.reports["train"].images == n
+    first, second = both.records["train"][0], both.records["train"][1]  # one frame: its crop, then its whole frame
+    np.testing.assert_allclose(first.box_size, crop.records["train"][0].box_size)
+    assert second.box_size.min() >= 48  # the 64×48 frame, expanded to the square input
+    assert len(both.records["val"]) == len(crop.records["val"])
+    for a, b in zip(both.records["val"], crop.records["val"]):
+        np.testing.assert_allclose(a.box_size, b.box_size)

@@ -481,3 +481,12 @@ def test_bad_project_config_names_the_file(tmp_path: Path, text: str, pattern: s
     (tmp_path / "config.yaml").write_text(text)
     with pytest.raises(DLCFormatError, match=pattern):
         read_project_config(tmp_path)
+
+
+@pytest.mark.parametrize(("frame", "count", "name"), [(0, 10, "img0.png"), (7, 100, "img07.png"),
+                                                     (7, 101, "img007.png"), (7, 2330, "img0007.png"), (0, 1, "img0.png")])
+def test_frame_names_follow_deeplabcut(frame: int, count: int, name: str) -> None:
+    # DeepLabCut pads to ceil(log10(frame count)) digits (frame_extraction.py, outlier_frames.py).
+    from kpreg.formats.deeplabcut import frame_file_name
+
+    assert frame_file_name(frame, count) == name
