@@ -21,6 +21,9 @@ Outputs in ``--out``:
   frame without a box has empty cells. Every instance is in the JSON.
 * with ``--draw``: ``drawn/<image name>`` per image, or ``<video>_drawn.mp4`` for a video (skeleton, boxes when
   detections are used; keypoints with a confidence below ``--min-confidence`` hidden, DeepLabCut's pcutoff).
+* for a video, ``residuals.csv`` + ``residuals.json``: per frame, how far each keypoint moved since the previous
+  frame and (for a model trained with the pose-PCA loss) how far the pose lies off the labelled poses' span, px —
+  outlier scores for choosing frames to label (``kpreg.inference.residuals``).
 * ``summary.json``: the model, backend, flip test, frames read / skipped / converted, the video fault if any,
   detections kept and unmatched, frames per second.
 
@@ -52,6 +55,7 @@ from kpreg.inference.boxes import BoxError, BoxSelector, Detections, load_detect
 from kpreg.inference.filtering import DEFAULT_MIN_CONFIDENCE, filter_keypoints
 from kpreg.inference.predictor import Prediction, Predictor
 from kpreg.inference.render import draw_predictions
+from kpreg.inference.residuals import unsupervised_record, write_residuals
 from kpreg.inference.runtimes import BACKENDS
 from kpreg.inference.sources import Frame, FrameSource, open_source
 from kpreg.inference.writers import PredictionsWriter, VideoWriter
@@ -194,12 +198,16 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
 
     start = time.monotonic()
     min_confidence = args.min_confidence if args.filter_output else None
+    track: list[np.ndarray] | None = [] if video else None  # the best instance's keypoints per frame
     with PredictionsWriter(out_dir / "predictions.json", min_confidence=min_confidence) as results, \
             DLCTableWriter(out_dir / "predictions.csv", scorer, predictor.keypoint_names) as table, \
             FrameProgress(len(source) or None) as progress:
         try:
             for frame, prediction in predictor.stream(source, selector if detections else None, args.prefetch):
                 _write(frame, prediction, video, source_name, ids, results, table, stats, min_confidence)
+                if track is not None:
+                    track.append(prediction.keypoints[int(np.argmax(prediction.scores))] if len(prediction)
+                                 else np.full((len(predictor.keypoint_names), 2), np.nan))
                 if args.draw:
                     image = draw_predictions(frame.image, prediction.keypoints, prediction.confidence,
                                              predictor.skeleton, args.min_confidence,
@@ -215,6 +223,13 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
             stats.seconds = time.monotonic() - start
             if drawn is not None:
                 drawn.close()
+    if track:
+        record = None
+        if args.ckpt:  # the checkpoint's unsupervised record: its pose PCA and ε
+            from kpreg.training.checkpoint import read_checkpoint
+
+            record = unsupervised_record(read_checkpoint(args.ckpt))
+        write_residuals(out_dir, np.stack(track), predictor.keypoint_names, record)
     detections_report = selector.finish()  # a video's detections are matched against the frames read
     _report(source, detections_report, stats, console)
     summary = {
