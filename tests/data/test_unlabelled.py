@@ -157,3 +157,34 @@ def test_a_crop_only_data_part_refuses_unlabelled_video(tmp_path: Path, videos: 
     with pytest.raises(DataError, match=r"unlabelled_videos: unlabelled frames are seen whole, and box_source: "
                                         r"keypoints trains the network on crops around the animal only"):
         dm.setup("fit")
+
+
+def test_the_synthetic_data_part_takes_synthetic_video(tmp_path: Path) -> None:
+    from kpreg.data.synthetic_datamodule import SyntheticPoseDataModule
+    from kpreg.data.synthetic_video import VideoSpec, write_clip
+
+    video = write_clip(tmp_path, 0, 0, VideoSpec(size=(32, 32), frames=10)).video
+    dm = SyntheticPoseDataModule(image_size=32, num_train=8, num_val=4, batch_size=4, num_workers=0,
+                                 unlabelled_videos=[str(video)],
+                                 unlabelled_clips=ClipOptions(frames=2, clips_per_batch=3, num_workers=0))
+    loader = dm.train_dataloader()
+    batch, _, _ = next(iter(loader))
+    assert batch["unlabelled"]["images"].shape == (3, 2, 3, 32, 32)
+    # the figures are drawn at the input size, so their keypoints are already in original pixels
+    poses, labelled = dm.labelled_poses()
+    assert poses.shape == (8, 16, 2) and labelled.all()
+
+
+def test_a_coco_data_part_takes_video_only_on_whole_images(tmp_path: Path, videos: list[Path]) -> None:
+    from testkit.coco import make_coco_fixture
+
+    from kpreg.data.coco import COCODataModule
+
+    fx = make_coco_fixture(tmp_path / "coco")
+    paths = dict(train_ann=str(fx.train_ann), val_ann=str(fx.val_ann), train_images=str(fx.images),
+                 input_size=(32, 32), num_workers=0, unlabelled_videos=[str(videos[0])])
+    with pytest.raises(DataError, match=r"box_source: bbox trains the network on crops around each instance only"):
+        COCODataModule(**paths).setup("fit")
+    dm = COCODataModule(**paths, box_source="image", unlabelled_clips=ClipOptions(num_workers=0))
+    dm.setup("fit")
+    assert len(dm.datasets["unlabelled"]) == 20 - 4 + 1
