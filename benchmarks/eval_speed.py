@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluation throughput: scoring 10,000 predictions with PCKh and with COCO OKS AP (issue 8: ≤ 2 s each on
+"""Evaluation throughput: scoring 10,000 predictions with PCKh and with COCO OKS AP (target: ≤ 2 s each on
 one core).
 
 * PCKh (16 MPII joints): the streaming metric ``kpreg.metrics.pckh.PCKh`` fed in validation-sized batches

@@ -1,4 +1,4 @@
-"""Issue 15's SimCC case: COCO instance scores and OKS AP with detected boxes, before and after calibration, on a
+"""SimCC's case: COCO instance scores and OKS AP with detected boxes, before and after calibration, on a
 generated COCO-format fixture.
 
 SimCC with the shipped COCO settings (split ratio 2, σ = 6 bins, KL loss, 256 × 192 input) at its loss optimum

@@ -9,7 +9,7 @@ Per head × output stride (4, 8, 16, 32; the FC head has no stride and runs once
 * ``decode ms``: ``head.decode`` alone on the raw output of that forward,
 * ``loss ms``: ``head.loss`` alone (target construction + loss + its backward to the raw output), i.e. all the
   work in a training step that belongs to the head's representation rather than its layers,
-* ``loss %`` / ``decode %``: those two as shares of the training step (issue 8: ≤ 5 % and ≤ 2 %),
+* ``loss %`` / ``decode %``: those two as shares of the training step (targets: ≤ 5 % and ≤ 2 %),
 * ``peak MB``: peak memory of a training step (CUDA: ``max_memory_allocated``; CPU: growth of the process's
   resident-set high-water mark over the step, Linux only, approximate — the allocator may reuse freed memory),
 * ``params M`` (head params in brackets) and ``GFLOPs`` of a training step and of one inference batch

@@ -1,4 +1,4 @@
-"""How close is the top-down training pipeline to the cost of decoding and warping? (issue 4)
+"""How close is the top-down training pipeline to the cost of decoding and warping?
 
 Writes ~200 random 720×480 JPEGs with MPII-style person records to a temporary folder and times, on one
 thread (``cv2.setNumThreads(1)``, ``torch.set_num_threads(1)``), per sample:

@@ -8,7 +8,7 @@ each) so that the machine's load drifts over both alike. The per-step time is th
 consecutive batches (Lightning: ``on_train_batch_end``; so it includes everything the loop does per step:
 fetching the batch, hooks, ``training_step`` with its non-finite check and ``self.log_dict``, backward,
 optimizer and scheduler, logger, progress bar); the figure is the median over all rounds. The ratio
-``kpreg / raw`` is the overhead (issue 8: ≤ 1.05 on the CPU). Both wall-clock time and the process's CPU time
+``kpreg / raw`` is the overhead (target: ≤ 1.05 on the CPU). Both wall-clock time and the process's CPU time
 are reported: on a shared machine a process may get only part of a core, and the CPU time is then the far
 steadier measure of what each loop costs.
 

@@ -14,7 +14,7 @@ ratios:
   the network, mapping back, ``predictions.json`` and ``predictions.csv``), frames per second from the first
   frame to the last (model loading excluded).
 
-Ratios: ONNX Runtime / PyTorch (issue 16's target ≥ 1.3) and predict.py / bare forward (target ≥ 0.8). Both
+Ratios: ONNX Runtime / PyTorch (target ≥ 1.3) and predict.py / bare forward (target ≥ 0.8). Both
 runtimes get the same number of threads (``--threads``, default torch's setting: ``OMP_NUM_THREADS``). Peak
 memory: ``predict.py --draw`` (annotated MP4 too) as a fresh process on the first 100 and on all 1,000 frames,
 its peak resident set size (``VmHWM``). Parity: the exported ONNX and TorchScript files against PyTorch on

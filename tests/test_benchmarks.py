@@ -60,7 +60,7 @@ def test_predict_speed_quick(tiny_checkpoint: Path, tmp_path: Path) -> None:
 
 
 def test_fair_coco_score_quick(tmp_path: Path) -> None:
-    """Issue 15's SimCC case on the generated fixture: every raw instance score is 0 (all keypoint peaks 0.066 <
+    """SimCC's case on the generated fixture: every raw instance score is 0 (all keypoint peaks 0.066 <
     0.2), the calibrated ones follow the box score for good detections, and AP rises above the detector alone's."""
     _, result = run_benchmark("fair_coco_score.py", tmp_path)
     raw, calibrated = result["rows"]["raw"], result["rows"]["calibrated"]

@@ -120,7 +120,7 @@ def test_run_directory_and_checkpoint_mode_follow_the_parts(tmp_path: Path) -> N
         make_cli([*args, "--data.init_args.primary_metric", "Meen"], evaluate=False)
 
 
-# Issue 17's options, through the real batch (its ``scale``) and the linked OKS sigmas, on the synthetic part.
+# The regression options (OKS loss, FreeAnchor, OHKM …), through the real batch (its ``scale``) and the linked OKS sigmas, on the synthetic part.
 OPTIONS = {
     "fc-oks": ("fc", ["--model.head.init_args.loss", "oks"]),
     "softargmax-oks": ("softargmax", ["--model.head.init_args.loss", "oks"]),

@@ -1,4 +1,4 @@
-"""Fair instance scores for every head in ``kpreg.heads.__all__`` (issue 15).
+"""Fair instance scores for every head in ``kpreg.heads.__all__``.
 
 A network that reaches its loss optimum outputs what the loss pulls towards, not ``ideal_output``: SimCC's KL to a
 Gaussian of σ = 6 bins gives a peak of 0.066, DSNT's JS regulariser a peak near 0.15, the heatmap's MSE a peak

@@ -1,4 +1,4 @@
-"""Calibration (issue 15): maps, scores, cross-fitting and the diagram, against hand-computed tiny inputs."""
+"""Calibration: maps, scores, cross-fitting and the diagram, against hand-computed tiny inputs."""
 
 from __future__ import annotations
 

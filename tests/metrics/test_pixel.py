@@ -86,7 +86,7 @@ def test_contract_directions_and_primary() -> None:
 
 def test_uncertainty_figures_are_normalised_by_the_sample_scale_and_worsen_with_the_predictions() -> None:
     """On box-normalised data a keypoint is correct within 0.1 box sizes; the figures must move when the
-    predictions get worse (they were 100 % whatever the predictions when COCO's area was used as a length)."""
+    predictions get worse (with COCO's area taken as a length they would stay 100 % whatever the predictions)."""
     g = torch.Generator().manual_seed(1)
     gt = torch.rand(40, 4, 2, generator=g, dtype=torch.float64) * 200
     box = torch.full((40,), 100.0, dtype=torch.float64)
