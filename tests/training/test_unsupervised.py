@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from testkit.cli import csv_logger, run_script
+from testkit.cli import REPO, csv_logger, run_script
+from testkit.heads import HEADS
 
+import kpreg.heads
+from kpreg.cli.lightning import make_cli
 from kpreg.data.synthetic_video import VideoSpec, write_clip, write_labelled_frames
 from kpreg.heads import HeatmapHead
 from kpreg.training.module import KeypointModule
@@ -130,3 +133,31 @@ def test_train_refuses_with_one_message(video_project: Path, tmp_path: Path, ext
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len([line for line in done.stderr.splitlines() if line.startswith("error:")]) == 1
     assert re.search(message, done.stderr.replace("\n", " ")), done.stderr[-2000:]
+
+
+# ---- the config part, with every head ------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HEADS)
+def test_the_config_part_trains_every_head_on_video(name: str, video_project: Path, tmp_path: Path) -> None:
+    """configs/unlabelled/video.yaml after any head part: a training step computes and logs both unsupervised terms
+    (every head declares a differentiable keypoint; tests/heads/test_suite.py checks that it carries gradients)."""
+    head = getattr(kpreg.heads, name)
+    parts = ["configs/data/deeplabcut.yaml", "configs/protocols/from_scratch_cpu.yaml",
+             f"configs/heads/{head.name}.yaml", "configs/unlabelled/video.yaml"]
+    cli = make_cli([
+        *(a for part in parts for a in ("--config", str(REPO / part))),
+        "--model.backbone", "test_resnet", "--data.init_args.project", str(video_project / "project"),
+        "--data.init_args.box_source", "image", "--data.init_args.input_size", "[32,32]",
+        "--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0", "--data.init_args.val_every", "4",
+        "--data.init_args.unlabelled_videos", f"[{video_project / 'videos'}/*.mp4]",
+        "--data.init_args.unlabelled_clips.num_workers", "0",
+        "--model.unsupervised.temporal_epsilon", "0", "--model.unsupervised.pca_epsilon", "0",
+        "--model.unsupervised.pca_components", "3",  # 9 training poses of 16 keypoints: a share of variance is refused
+        "--trainer.fast_dev_run", "true", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"),
+    ], evaluate=False)
+    assert cli.model.unsupervised is not None and cli.datamodule.unlabelled_clips.frames == 4  # from the part
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    metrics = cli.trainer.callback_metrics
+    assert torch.isfinite(metrics["train/temporal"]) and torch.isfinite(metrics["train/pca"])
+    assert float(metrics["train/temporal"]) > 0  # ε = 0: any motion of a keypoint costs
