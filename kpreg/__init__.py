@@ -1,6 +1,7 @@
 """kpreg: keypoint estimation with interchangeable coordinate heads.
 
-``kpreg.load(path)`` returns a ``kpreg.inference.predictor.Predictor`` for a checkpoint or an exported model;
+``kpreg.load(path)`` returns a ``kpreg.inference.predictor.Predictor`` for a checkpoint or an exported model
+(``kpreg.load([a, b, c])``: an ensemble of them, ``kpreg.inference.ensemble_predictor.EnsemblePredictor``);
 it is imported on first use, so ``import kpreg`` stays cheap (no torch, timm or Lightning).
 """
 
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def load(path: Any, **kwargs: Any) -> Predictor:
-    """A ``Predictor`` for a checkpoint (``.ckpt``) or an exported model (``.onnx``, TorchScript); the keyword
+    """A ``Predictor`` for a checkpoint (``.ckpt``) or an exported model (``.onnx``, TorchScript), or for a list of
+    them an ensemble with the same interface (``EnsemblePredictor``); the keyword
     arguments are those of ``kpreg.inference.predictor.load`` (device, flip, batch_size, config, backend)."""
     from kpreg.inference.predictor import load as _load
 

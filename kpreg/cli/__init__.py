@@ -1,6 +1,6 @@
-"""The command line: ``train.py``, ``evaluate.py`` (and ``evaluate.py score``), ``study.py``, ``predict.py`` and
-``export.py`` are thin wrappers around ``train_main``, ``evaluate_main``, ``study_main``, ``predict_main`` and
-``export_main``.
+"""The command line: ``train.py``, ``evaluate.py`` (and ``evaluate.py score``), ``study.py``, ``predict.py``,
+``export.py`` and ``suggest.py`` are thin wrappers around ``train_main``, ``evaluate_main``, ``study_main``,
+``predict_main``, ``export_main`` and ``suggest_main``.
 
 They are imported on first use (PEP 562): ``predict.py`` on an exported model then never imports Lightning,
 wandb or the training stack (a third of its memory).
@@ -16,6 +16,7 @@ _ENTRY_POINTS = {
     "study_main": ("kpreg.cli.study", "main"),
     "predict_main": ("kpreg.cli.predict", "main"),
     "export_main": ("kpreg.cli.export", "main"),
+    "suggest_main": ("kpreg.cli.suggest", "main"),
 }
 
 __all__ = list(_ENTRY_POINTS)

@@ -4,10 +4,18 @@
     python predict.py --ckpt CKPT --input 'frames/*.png' --out out/ --detections dets.json --score-thr 0.5
     python predict.py --backend onnxruntime --model model.onnx --input clip.mp4 --out out/
 
-Boxes: the whole frame by default (lab videos, single animals); or ``--detections`` — a COCO detection JSON
-(entries keyed by ``file_name``, or by ``image_id`` with ``--images-file``), a COCO file with ``images`` and
-``annotations``, or a CSV ``frame, x, y, w, h, score`` (one row per box; ``frame`` a video frame index or an
-image file name) — kept above ``--score-thr``. Several boxes of one frame are several instances.
+Boxes: without ``--detections``, the model finds the animal as it was trained to (``kpreg.inference.locate``): a
+whole-frame model runs on the whole frame; a model trained with ``box_source: both`` (the DeepLabCut config's
+default) runs on the whole frame, then ``--refine`` times (1) on the crop of the keypoints it found, every frame; a
+model trained on crops only is refused (exit 2). Or ``--detections`` — a COCO detection JSON (entries keyed by
+``file_name``, or by ``image_id`` with ``--images-file``), a COCO file with ``images`` and ``annotations``, or a
+CSV ``frame, x, y, w, h, score`` (one row per box; ``frame`` a video frame index or an image file name) — kept above
+``--score-thr``. Several boxes of one frame are several instances.
+
+Several ``--ckpt``: an ensemble of models of the same keypoints (seeds, or heads of different kinds;
+``kpreg.inference.ensemble_predictor``): each frame is the members' mean position and confidence, and
+``disagreement.csv`` holds the members' spread per frame and keypoint (px), which ``--smooth kalman`` adds to its
+observation noise and ``suggest.py --disagreement`` ranks frames by.
 
 Outputs in ``--out``:
 
@@ -22,8 +30,13 @@ Outputs in ``--out``:
 * with ``--draw``: ``drawn/<image name>`` per image, or ``<video>_drawn.mp4`` for a video (skeleton, boxes when
   detections are used; keypoints with a confidence below ``--min-confidence`` hidden, DeepLabCut's pcutoff).
 * for a video, ``residuals.csv`` + ``residuals.json``: per frame, how far each keypoint moved since the previous
-  frame and (for a model trained with the pose-PCA loss) how far the pose lies off the labelled poses' span, px —
+  frame and (for one --ckpt trained with the pose-PCA loss) how far the pose lies off the labelled poses' span, px —
   outlier scores for choosing frames to label (``kpreg.inference.residuals``).
+* ``disagreement.csv`` (several ``--ckpt``): per row of ``predictions.csv`` the members' standard deviation per
+  keypoint, px.
+* with ``--smooth kalman|median`` (a video): ``predictions_smoothed.csv`` (+ ``.h5`` with pandas and PyTables), the
+  track smoothed over time (``kpreg.cli.smooth_track``); with ``--draw`` also ``<video>_smoothed.mp4`` and
+  ``legend.png``. ``--predictions FILE`` smooths an existing table of the ``--input`` video without a model.
 * ``summary.json``: the model, backend, flip test, frames read / skipped / converted, the video fault if any,
   detections kept and unmatched, frames per second.
 
@@ -48,15 +61,26 @@ import cv2
 import numpy as np
 from rich.console import Console
 
+from kpreg.cli.smooth_track import (
+    DEFAULT_GATE,
+    SmoothingSettings,
+    draw_smoothed,
+    smooth_track,
+    write_smoothed,
+)
 from kpreg.formats.coco import read_images
 from kpreg.formats.deeplabcut import DLCTableWriter
 from kpreg.formats.files import read_json
 from kpreg.inference.boxes import BoxError, BoxSelector, Detections, load_detections
+from kpreg.inference.ensemble import write_disagreement
+from kpreg.inference.ensemble_predictor import EnsemblePredictor
 from kpreg.inference.filtering import DEFAULT_MIN_CONFIDENCE, filter_keypoints
+from kpreg.inference.locate import DEFAULT_REFINE, refuse_whole_frames
 from kpreg.inference.predictor import Prediction, Predictor
-from kpreg.inference.render import draw_predictions
+from kpreg.inference.render import DEFAULT_COLORMAP, draw_predictions
 from kpreg.inference.residuals import unsupervised_record, write_residuals
 from kpreg.inference.runtimes import BACKENDS
+from kpreg.inference.smoothing import DEFAULT_WINDOW, SMOOTHERS
 from kpreg.inference.sources import Frame, FrameSource, open_source
 from kpreg.inference.writers import PredictionsWriter, VideoWriter
 
@@ -71,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="predict.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model")
-    model.add_argument("--ckpt", help="a kpreg checkpoint (it carries its model: no config needed)")
+    model.add_argument("--ckpt", action="append",
+                       help="a kpreg checkpoint (it carries its model: no config needed); several --ckpt: an ensemble "
+                            "of models of the same keypoints (mean, and the members' spread in disagreement.csv)")
     model.add_argument("--model", help="an exported model (export.py): .onnx for onnxruntime, .pt for torchscript")
     model.add_argument("--backend", choices=BACKENDS, default=None,
                        help="torch (the checkpoint, default), onnxruntime or torchscript (an exported --model)")
@@ -91,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--category-id", type=int, default=None, help="keep detections of this category only")
     data.add_argument("--images-file", help="a COCO JSON whose 'images' map file names to image ids")
     data.add_argument("--padding", type=float, default=1.25, help="growth of a detection box around its centre")
+    data.add_argument("--refine", type=int, default=DEFAULT_REFINE,
+                      help="without --detections, for a model trained on crops and whole frames (box_source both): "
+                           "passes on the crop of the keypoints found, after the whole-frame pass")
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, help="output folder")
     out.add_argument("--draw", action="store_true", help="draw predictions: drawn/ images, or an annotated MP4")
@@ -102,6 +131,19 @@ def _parser() -> argparse.ArgumentParser:
                           "and predictions.csv (empty cells); by default the files keep every keypoint")
     out.add_argument("--scorer", default=None, help="the CSV's scorer row (default kpreg_<head>_<backbone>)")
     out.add_argument("--prefetch", type=int, default=8, help="frames decoded and cropped ahead of the network")
+    video = parser.add_argument_group("video: smoothing and drawing (kpreg.cli.smooth_track)")
+    video.add_argument("--smooth", choices=SMOOTHERS, default="none",
+                       help="smooth the video's track over time into predictions_smoothed.csv (+ .h5): kalman (noise "
+                            "from the calibrated confidence; the most accurate) or a moving median")
+    video.add_argument("--smooth-gate", type=float, default=DEFAULT_GATE,
+                       help="keypoints below this confidence are gaps the smoother bridges (low: gating at 0.5 "
+                            "raises the error of a calibrated model)")
+    video.add_argument("--smooth-window", type=int, default=DEFAULT_WINDOW, help="the median's window (odd frames)")
+    video.add_argument("--predictions", metavar="FILE",
+                       help="smooth this predictions table of the --input video (predict.py's or DeepLabCut's .csv "
+                            "/ .h5) instead of running a model")
+    video.add_argument("--trail", type=int, default=0, help="draw the last N frames' positions of the smoothed track")
+    video.add_argument("--colormap", default=DEFAULT_COLORMAP, help="matplotlib colormap of the keypoint colours")
     return parser
 
 
@@ -120,21 +162,30 @@ class RunStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def build_predictor(args: argparse.Namespace) -> Predictor:
+def build_predictor(args: argparse.Namespace) -> Predictor | EnsemblePredictor:
     import torch
 
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    backend = args.backend or ("torch" if args.ckpt else None)
+    ckpts = args.ckpt or []
+    if len(ckpts) > 1:
+        if args.model or args.backend not in (None, "torch") or args.config:
+            raise ValueError("several --ckpt are an ensemble run by the torch backend from the checkpoints alone: "
+                             "give no --model / --backend / --config")
+        members = [Predictor.from_checkpoint(c, args.device, args.flip, None, args.batch_size, args.padding)
+                   for c in ckpts]
+        return EnsemblePredictor(members, ckpts)
+    ckpt = ckpts[0] if ckpts else None
+    backend = args.backend or ("torch" if ckpt else None)
     if backend in (None, "torch"):
-        if not args.ckpt:
+        if not ckpt:
             raise ValueError("give --ckpt CKPT (a checkpoint), or --model FILE with --backend onnxruntime|torchscript")
         if args.model:
             raise ValueError("--model is an exported file for --backend onnxruntime|torchscript; with the torch "
                              "backend give only --ckpt")
-        return Predictor.from_checkpoint(args.ckpt, args.device, args.flip, args.config, args.batch_size, args.padding)
+        return Predictor.from_checkpoint(ckpt, args.device, args.flip, args.config, args.batch_size, args.padding)
     if not args.model:
         raise ValueError(f"--backend {backend} runs an exported model: give --model FILE (python export.py --ckpt "
                          f"CKPT --format {'onnx' if backend == 'onnxruntime' else 'torchscript'} --out FILE)")
@@ -142,13 +193,13 @@ def build_predictor(args: argparse.Namespace) -> Predictor:
         raise ValueError("--config is checked against a checkpoint; an exported model carries its own description")
     predictor = Predictor.from_exported(args.model, backend, args.device, args.flip, args.batch_size, args.padding,
                                         threads=torch.get_num_threads() if args.threads is None else args.threads)
-    if args.ckpt:  # both given: they must describe the same model
+    if ckpt:  # both given: they must describe the same model
         from kpreg.inference.rebuild import rebuild
 
-        ckpt_info = rebuild(args.ckpt).info
+        ckpt_info = rebuild(ckpt).info
         for name in ("keypoint_names", "input_size"):
             if getattr(ckpt_info, name) != getattr(predictor.info, name):
-                raise ValueError(f"{args.model} and {args.ckpt} are different models ({name}: "
+                raise ValueError(f"{args.model} and {ckpt} are different models ({name}: "
                                               f"{getattr(predictor.info, name)} vs {getattr(ckpt_info, name)})")
     return predictor
 
@@ -168,27 +219,95 @@ def _drawn_path(out_dir: Path, name: str) -> Path:
     return path
 
 
+def _smoothing(args: argparse.Namespace, source: FrameSource) -> SmoothingSettings | None:
+    """The smoothing asked for, checked against the input before anything runs; None without ``--smooth``."""
+    if args.smooth == "none":
+        if args.predictions:
+            raise ValueError("--predictions FILE is smoothed: give --smooth kalman or --smooth median")
+        return None
+    if source.video is None:
+        raise ValueError(f"--smooth smooths a video's track over time; {args.input} is not a video")
+    if not 0.0 <= args.smooth_gate <= 1.0:
+        raise ValueError(f"--smooth-gate is a confidence in [0, 1], got {args.smooth_gate}")
+    if args.trail < 0:
+        raise ValueError(f"--trail must be 0 or more, got {args.trail}")
+    frames = source.video.frame_count
+    if args.smooth == "median" and frames is not None and frames < args.smooth_window:
+        raise ValueError(f"{args.input} has {frames} frame(s), fewer than the median window of {args.smooth_window}: "
+                         "give a smaller --smooth-window, or --smooth kalman (no window)")
+    return SmoothingSettings(args.smooth, args.smooth_gate, args.smooth_window)
+
+
+def _smooth_outputs(args: argparse.Namespace, settings: SmoothingSettings, table: Path, frame_count: int | None,
+                    skeleton: tuple[tuple[int, int], ...], console: Console,
+                    ensemble_variance: np.ndarray | None = None) -> list[Path]:
+    """The track in ``table`` smoothed into ``args.out`` (and drawn with ``--draw``) → the files written;
+    ``ensemble_variance`` (T, K) px²: an ensemble's, added to the Kalman observation noise."""
+    from kpreg.inference.tracks import read_track
+
+    out_dir = Path(args.out)
+    track = read_track(table, frame_count)
+    start = time.monotonic()
+    smoothed = smooth_track(track, settings, ensemble_variance)
+    seconds = time.monotonic() - start
+    written = write_smoothed(out_dir, track, smoothed)
+    if args.draw:
+        source = open_source(args.input)
+        fps = source.video.fps or DEFAULT_VIDEO_FPS  # type: ignore[union-attr]
+        written.append(draw_smoothed(source, out_dir / f"{Path(args.input).stem}_smoothed.mp4", fps, track, smoothed,
+                                     skeleton, args.min_confidence, args.colormap, args.trail))
+    bridged = int((~smoothed.observed & np.isfinite(smoothed.keypoints).all(-1)).sum())
+    console.print(f"smoothed ({settings.method}, gate {settings.gate:g}) {track.num_frames} frame(s) in {seconds:.2f} "
+                  f"s, {bridged} keypoint(s) bridged → " + ", ".join(p.name for p in written), highlight=False)
+    return written
+
+
+def smooth_file(args: argparse.Namespace, console: Console) -> list[Path]:
+    """``--predictions FILE``: smooth an existing predictions table of the ``--input`` video; no model runs."""
+    if args.ckpt or args.model:
+        raise ValueError("--predictions FILE smooths a table that exists: give no --ckpt / --model")
+    if args.draw:
+        raise ValueError("--draw with --predictions needs the model's skeleton: predict the video with --ckpt, "
+                         "--smooth and --draw instead")
+    source = open_source(args.input)
+    settings = _smoothing(args, source)
+    assert settings is not None and source.video is not None
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    return _smooth_outputs(args, settings, Path(args.predictions), source.video.frame_count, (), console)
+
+
 def run(args: argparse.Namespace, console: Console) -> RunStats:
     """Predict every frame of ``args.input`` into ``args.out``; returns what happened."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.prefetch < 1:
         raise ValueError(f"--prefetch must be at least 1, got {args.prefetch}")
+    if args.refine < 0:
+        raise ValueError(f"--refine must be 0 or more, got {args.refine}")
     source = open_source(args.input, prefetch_depth=args.prefetch)
     detections: Detections | None = None
     if args.detections:
         detections = load_detections(args.detections, args.score_thr, args.category_id, args.images_file)
+    smoothing = _smoothing(args, source)
     selector = BoxSelector(source, detections)  # an image source's detections are matched here, up front
     ids = image_ids_by_name(args.images_file)
     predictor = build_predictor(args)
+    if detections is None and predictor.crop_mode == "crop":
+        raise refuse_whole_frames(" and ".join(args.ckpt or [args.model]))
+    boxes = _boxes_line(args, predictor, detections is not None)
     console.print(predictor.describe(), highlight=False)
     console.print(_source_line(source), highlight=False)
+    console.print(f"boxes: {boxes}", highlight=False)
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     video = source.video is not None
     source_name = Path(args.input).name
-    scorer = args.scorer or f"kpreg_{predictor.info.head or 'model'}_{predictor.info.backbone or 'net'}"
+    ensemble = isinstance(predictor, EnsemblePredictor)
+    scorer = args.scorer or (f"kpreg_ensemble{len(predictor.members)}" if isinstance(predictor, EnsemblePredictor)
+                             else f"kpreg_{predictor.info.head or 'model'}_{predictor.info.backbone or 'net'}")
+    spread_rows: list[str | int] = []  # an ensemble's disagreement: the rows of predictions.csv …
+    spread: list[np.ndarray] = []  # … and the best instance's (K,) variance per coordinate, px²
     stats = RunStats()
     drawn: VideoWriter | None = None
     if args.draw and video:
@@ -203,15 +322,24 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
             DLCTableWriter(out_dir / "predictions.csv", scorer, predictor.keypoint_names) as table, \
             FrameProgress(len(source) or None) as progress:
         try:
-            for frame, prediction in predictor.stream(source, selector if detections else None, args.prefetch):
+            if detections or predictor.crop_mode == "image":
+                pairs = predictor.stream(source, selector if detections else None, args.prefetch)
+            else:  # no boxes for a model that finds the animal itself: coarse to fine, frame by frame
+                pairs = ((frame, predictor.locate(frame.image, args.refine)) for frame in source)
+            for frame, prediction in pairs:
                 _write(frame, prediction, video, source_name, ids, results, table, stats, min_confidence)
                 if track is not None:
                     track.append(prediction.keypoints[int(np.argmax(prediction.scores))] if len(prediction)
                                  else np.full((len(predictor.keypoint_names), 2), np.nan))
+                if ensemble:
+                    spread_rows.append(frame.index if video else frame.name)
+                    spread.append(np.full(len(predictor.keypoint_names), np.nan) if len(prediction) == 0
+                                  else prediction.variance[int(np.argmax(prediction.scores))])  # type: ignore[index]
                 if args.draw:
                     image = draw_predictions(frame.image, prediction.keypoints, prediction.confidence,
                                              predictor.skeleton, args.min_confidence,
-                                             boxes=list(prediction.boxes) if detections else None)
+                                             boxes=list(prediction.boxes) if detections else None,
+                                             colormap=args.colormap)
                     if drawn is not None:
                         drawn.write(image)
                     else:
@@ -225,17 +353,23 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
                 drawn.close()
     if track:
         record = None
-        if args.ckpt:  # the checkpoint's unsupervised record: its pose PCA and ε
+        if args.ckpt and len(args.ckpt) == 1:  # the checkpoint's unsupervised record: its pose PCA and ε
             from kpreg.training.checkpoint import read_checkpoint
 
-            record = unsupervised_record(read_checkpoint(args.ckpt))
+            record = unsupervised_record(read_checkpoint(args.ckpt[0]))
         write_residuals(out_dir, np.stack(track), predictor.keypoint_names, record)
     detections_report = selector.finish()  # a video's detections are matched against the frames read
     _report(source, detections_report, stats, console)
+    variance = np.array(spread).reshape(len(spread), len(predictor.keypoint_names)) if ensemble else None  # (T, K)
+    if variance is not None:
+        write_disagreement(out_dir / "disagreement.csv", predictor.keypoint_names, spread_rows, variance)
+    if smoothing is not None and stats.instances:
+        _smooth_outputs(args, smoothing, out_dir / "predictions.csv", stats.frames, predictor.skeleton, console,
+                        variance)
     summary = {
         "model": predictor.describe(), "backend": predictor.backend, "device": predictor.device,
         "flip_test": predictor.flip_test, "calibrated": predictor.calibrated,
-        "input": str(args.input), "kind": source.kind, "frames": stats.frames, "instances": stats.instances,
+        "input": str(args.input), "kind": source.kind, "boxes": boxes, "frames": stats.frames, "instances": stats.instances,
         "frames_without_box": stats.frames_without_box, "skipped": source.report.skipped,
         "converted": source.report.notes, "fault": source.report.fault,
         "detections": None if detections_report is None else detections_report.summary(),
@@ -250,6 +384,15 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
                   f"({stats.frames_per_second:.1f} frames/s) → {out_dir}/predictions.json, predictions.csv"
                   + (", drawn" if args.draw else ""), highlight=False)
     return stats
+
+
+def _boxes_line(args: argparse.Namespace, predictor: Predictor | EnsemblePredictor, detections: bool) -> str:
+    if detections:
+        return f"detections from {args.detections}"
+    if predictor.crop_mode == "image":
+        return "the whole frame (the model was trained on whole frames)"
+    return (f"found by the model: the whole frame, then {args.refine} crop(s) of the keypoints found (trained on "
+            "crops and whole frames)")
 
 
 def _source_line(source: FrameSource) -> str:
@@ -335,7 +478,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     console = Console(soft_wrap=True)
     try:
-        run(args, console)
+        if args.predictions:
+            smooth_file(args, console)
+        else:
+            run(args, console)
     except USER_ERRORS as err:
         if os.environ.get("KPREG_DEBUG"):
             raise

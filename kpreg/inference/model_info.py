@@ -15,6 +15,8 @@ Metadata keys (all values are JSON text), besides those ``kpreg.inference.export
     kpreg.input_size      [H, W]
     kpreg.backbone        "resnet18"
     kpreg.calibration     {...} or null              a fitted calibration map's state (kpreg.metrics.calibration)
+    kpreg.crop_mode       "image" | "both" | "crop"  how the model saw the animal in training (kpreg.inference.locate);
+                                                     a file without it is taken as "image"
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from kpreg.classpath import short_name
 from kpreg.data.sample import IMAGENET_MEAN, IMAGENET_STD
+from kpreg.inference.locate import CROP_MODES, CropMode, crop_mode
 
 METADATA_FORMAT = 1
 
@@ -50,6 +53,7 @@ class ModelInfo:
     calibration: Mapping[str, Any] | None = None  # a fitted calibration map's state, None = raw confidences
     mean: tuple[float, float, float] = tuple(float(v) for v in IMAGENET_MEAN)  # type: ignore[assignment]
     std: tuple[float, float, float] = tuple(float(v) for v in IMAGENET_STD)  # type: ignore[assignment]
+    crop_mode: CropMode = "image"  # what the network saw in training: whole frames, crops and frames, crops only
 
     @property
     def num_keypoints(self) -> int:
@@ -76,6 +80,7 @@ class ModelInfo:
             # left/right pairs, where evaluate.py refuses it unless forced (a mirrored figure is another figure)
             flip_test=bool(settings.get("flip_test", True)) and bool(record.get("flip_pairs")),
             calibration=record.get("calibration"),
+            crop_mode=crop_mode(record),
         )
 
     def to_metadata(self) -> dict[str, str]:
@@ -88,6 +93,7 @@ class ModelInfo:
             "kpreg.input_size": json.dumps(list(self.input_size)),
             "kpreg.backbone": json.dumps(self.backbone),
             "kpreg.calibration": json.dumps(self.calibration),
+            "kpreg.crop_mode": json.dumps(self.crop_mode),
         }
 
     @classmethod
@@ -124,8 +130,16 @@ class ModelInfo:
             calibration=value("kpreg.calibration", "null") if "kpreg.calibration" in props else None,
             mean=_triple(value("kpreg.mean"), source, "kpreg.mean"),
             std=_triple(value("kpreg.std"), source, "kpreg.std"),
+            crop_mode=_crop_mode(value("kpreg.crop_mode") if "kpreg.crop_mode" in props else "image",
+                                 source),
         )
         return info, graph_flip is not None
+
+
+def _crop_mode(mode: Any, source: str) -> CropMode:
+    if mode not in CROP_MODES:
+        raise ModelInfoError(f"{source}: kpreg.crop_mode must be one of {list(CROP_MODES)}, got {mode!r}")
+    return mode  # type: ignore[no-any-return]
 
 
 def _names(names: Any, k: int, source: str) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ from kpreg.formats.oks import instance_score
 from kpreg.inference.boxes import Box, whole_frame
 from kpreg.inference.crops import DEFAULT_PADDING, Crop, Cropper, to_original
 from kpreg.inference.images import as_box_lists, as_rgb8_batch
+from kpreg.inference.locate import DEFAULT_REFINE, CropMode, coarse_to_fine, refuse_whole_frames
 from kpreg.inference.model_info import ModelInfo
 from kpreg.inference.prefetch import prefetch
 from kpreg.inference.runtimes import (
@@ -65,6 +66,8 @@ class Prediction:
     keypoints: np.ndarray  # (N, K, 2) float64 x,y image pixels (0-based pixel centres)
     confidence: np.ndarray  # (N, K) float32: calibrated P(correct) where the model has a map, else the raw score
     boxes: tuple[Box, ...]  # the N boxes (the whole image when none were given)
+    # (N, K) float64 an ensemble's variance of its members' positions per coordinate, px² (None: one model)
+    variance: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -187,6 +190,12 @@ class Predictor:
         return self.runtime.flip_test
 
     @property
+    def crop_mode(self) -> CropMode:
+        """How the model saw the animal in training (``kpreg.inference.locate``): whole frames, crops and whole
+        frames, or crops only."""
+        return self.info.crop_mode
+
+    @property
     def calibrated(self) -> bool:
         """Whether the confidence is the model's calibrated P(correct) (else the head's raw score)."""
         return self.info.calibration is not None
@@ -259,6 +268,25 @@ class Predictor:
         results = self._finish(prepared, coords, confidence)
         return results[0] if single else results
 
+    def locate(self, image: np.ndarray, refine: int = DEFAULT_REFINE) -> Prediction:
+        """One animal on a whole image (H, W, 3) uint8 RGB without a box, as the model was trained to see it
+        (``kpreg.inference.locate``): one pass for a whole-frame model, coarse to fine (the whole image, then
+        ``refine`` crops of the keypoints found) for a ``both`` model; a crop-only model is refused."""
+        if self.crop_mode == "crop":
+            raise refuse_whole_frames("this model")
+        if self.crop_mode == "image":
+            result = self.predict(image)
+            assert isinstance(result, Prediction)
+            return result
+
+        def run(img: np.ndarray, boxes: list[Box] | None) -> tuple[np.ndarray, np.ndarray]:
+            out = self.predict(img, None if boxes is None else np.array([b.xywh for b in boxes]))
+            assert isinstance(out, Prediction)
+            return out.keypoints, out.confidence
+
+        xy, conf, box = coarse_to_fine(run, image, refine)  # (K, 2), (K,), the last crop's box
+        return Prediction(xy[None], np.asarray(conf, dtype=np.float32)[None], (box or whole_frame(image),))
+
     def stream(
         self,
         frames: Iterable[HasImage],
@@ -304,7 +332,7 @@ class Predictor:
 
 
 def load(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     device: str | torch.device | None = "auto",
     flip: bool | None = None,
     batch_size: int = 32,
@@ -317,8 +345,15 @@ def load(
     device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda:0"``, …; flip: ``None`` follows the
     run's evaluation setting (on by default), ``True`` / ``False`` override it (an exported file keeps its own);
     config: a run's ``config.yaml``, checked against the checkpoint (not needed); backend: ``torch``,
-    ``onnxruntime`` or ``torchscript`` (default: from the file).
+    ``onnxruntime`` or ``torchscript`` (default: from the file). Several paths: an ensemble of those models
+    (``kpreg.inference.ensemble_predictor.EnsemblePredictor``, the same interface).
     """
+    if not isinstance(path, (str, Path)):
+        from kpreg.inference.ensemble_predictor import EnsemblePredictor
+
+        paths = list(path)
+        members = [load(p, device, flip, batch_size, config, backend, padding) for p in paths]
+        return EnsemblePredictor(members, [str(p) for p in paths])  # type: ignore[return-value]
     backend = backend or guess_backend(path)
     if backend == "torch":
         return Predictor.from_checkpoint(path, device, flip, config, batch_size, padding)

@@ -80,3 +80,61 @@ def test_without_follow_every_frame_is_coarse_to_fine() -> None:
     for _ in range(3):
         tracker.step(np.zeros((200, 300, 3), np.uint8))
     assert tracker.passes == 6 and calls[::2] == [None, None, None]  # whole frame + one crop, every frame
+
+
+class _BrightSpotRuntime:
+    """A fake network: both keypoints at the brightest pixel of its input crop (input pixels; the border is black)."""
+
+    name, device, flip_test = "fake", "cpu", False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, images):
+        import torch
+
+        self.calls += 1
+        grey = images.mean(1)  # (B, H, W)
+        flat = grey.flatten(1).argmax(1)  # (B,)
+        w = grey.shape[-1]
+        xy = torch.stack([(flat % w).float(), (flat // w).float()], -1)  # (B, 2)
+        return torch.stack([xy, xy + 2.0], 1), torch.full((len(images), 2), 0.9)
+
+
+def test_the_predictor_locates_with_its_crop_mode() -> None:
+    from kpreg.inference.model_info import ModelInfo
+    from kpreg.inference.predictor import Predictor
+
+    def predictor(mode: str) -> tuple[Predictor, _BrightSpotRuntime]:
+        info = ModelInfo(keypoint_names=("a", "b"), skeleton=(), flip_pairs=(), input_size=(32, 32), head="Fake",
+                         backbone="none", flip_test=False, crop_mode=mode)  # type: ignore[arg-type]
+        runtime = _BrightSpotRuntime()
+        return Predictor(runtime, info), runtime
+
+    image = np.full((120, 160, 3), 60, np.uint8)
+    image[69:74, 99:104] = 255  # the "animal": a bright spot around (101, 71)
+    whole, runtime = predictor("image")
+    found = whole.locate(image)
+    assert runtime.calls == 1 and found.boxes[0].w == 160  # one pass on the whole image
+    both, runtime = predictor("both")
+    found = both.locate(image, refine=1)
+    assert runtime.calls == 2  # the whole image, then the crop of what it found
+    assert found.keypoints.shape == (1, 2, 2) and np.abs(found.keypoints[0, 0] - [101, 71]).max() < 3
+    assert found.boxes[0].w < 160  # the last pass ran on a crop
+    crop, runtime = predictor("crop")
+    with pytest.raises(LocateError, match="trained on crops"):
+        crop.locate(image)
+    assert runtime.calls == 0
+
+
+def test_the_crop_mode_travels_with_an_exported_model() -> None:
+    from kpreg.inference.model_info import ModelInfo, ModelInfoError
+
+    info = ModelInfo(keypoint_names=("a", "b"), skeleton=(), flip_pairs=(), input_size=(32, 32), head="Fake",
+                     backbone="none", flip_test=False, crop_mode="both")
+    props = {**info.to_metadata(), "kpreg.mean": "[0.5, 0.5, 0.5]", "kpreg.std": "[0.2, 0.2, 0.2]"}
+    assert ModelInfo.from_metadata(props, "m.onnx")[0].crop_mode == "both"
+    del props["kpreg.crop_mode"]  # a file without the entry: whole frames
+    assert ModelInfo.from_metadata(props, "m.onnx")[0].crop_mode == "image"
+    with pytest.raises(ModelInfoError, match="kpreg.crop_mode"):
+        ModelInfo.from_metadata({**props, "kpreg.crop_mode": '"sideways"'}, "m.onnx")
