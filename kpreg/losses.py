@@ -88,6 +88,23 @@ def coord_loss_per_joint(
 
 
 # ----------------------------------------------------------------------------------------------------
+# Unsupervised losses on unlabelled video (kpreg.training.unsupervised): ε-insensitive distances → (…, K)
+# ----------------------------------------------------------------------------------------------------
+def epsilon_insensitive(distance: torch.Tensor, epsilon: float | torch.Tensor) -> torch.Tensor:
+    """max(d − ε, 0): a distance ``d`` (…, K) costs nothing up to ``epsilon`` (a number, or (K,) per keypoint) and
+    grows linearly beyond it (Lightning Pose's rectification of its temporal and PCA losses)."""
+    return (f32(distance) - epsilon).clamp(min=0.0)
+
+
+def temporal_difference(coords: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """(N, T, K, 2) keypoints of N clips of T consecutive frames → (N, T − 1, K): how far each keypoint moved
+    between neighbouring frames beyond ``epsilon`` (same units as ``coords``), ``max(‖x_{t+1} − x_t‖ − ε, 0)``.
+    A 1e-12 floor under the square root keeps the gradient finite for a keypoint that did not move."""
+    step = f32(coords).diff(dim=1)  # (N, T - 1, K, 2)
+    return epsilon_insensitive((step.pow(2).sum(-1) + 1e-12).sqrt(), epsilon)
+
+
+# ----------------------------------------------------------------------------------------------------
 # DSNT regularisers (Nibali et al. 2018), on (B, K, h, w) probability maps → (B, K)
 # ----------------------------------------------------------------------------------------------------
 def variance_regulariser(probs: torch.Tensor, sigma: float) -> torch.Tensor:

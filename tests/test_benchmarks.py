@@ -78,3 +78,12 @@ def test_oks_loss_reach_quick(tmp_path: Path) -> None:
     assert rows["head_top"]["tolerances"] > 3 * rows["r_shoulder"]["tolerances"]
     assert rows["head_top"]["weak_share"] > rows["r_shoulder"]["weak_share"]
     assert 0.0 < result["all"]["weak_share"] < 1.0
+
+
+def test_unlabelled_step_quick(tmp_path: Path) -> None:
+    stdout, result = run_benchmark("unlabelled_step.py", tmp_path)
+    assert "|---" in stdout
+    assert set(result["settings"]) == {"A supervised", "B + video, inline", "C + video, worker"}
+    assert all(s["median_ms"] > 0 and s["steps"] > 0 for s in result["settings"].values())
+    assert result["settings"]["A supervised"]["ratio"] == 1.0
+    assert all(v > 0 for v in result["reading_ms_per_clip"].values())

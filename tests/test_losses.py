@@ -10,6 +10,7 @@ import torch
 from kpreg.losses import (
     bce_per_joint,
     coord_loss_per_joint,
+    epsilon_insensitive,
     focal_per_joint,
     heatmap_mse,
     js_divergence,
@@ -17,6 +18,7 @@ from kpreg.losses import (
     masked_mean,
     normalized_gaussian,
     reduce_keypoint_losses,
+    temporal_difference,
     variance_regulariser,
 )
 from kpreg.ops import softmax_2d
@@ -256,3 +258,35 @@ def test_bin_losses_gradcheck() -> None:
     assert torch.autograd.gradcheck(lambda z: label_smoothed_cross_entropy(z, torch.tensor([2, 5]), 0.1), (logits,))
     assert torch.autograd.gradcheck(
         lambda z: distribution_focal_loss(z, torch.tensor([1.3, 4.9], dtype=torch.float64)), (logits,))
+
+
+# ---- unsupervised losses on video: ε-insensitive distances --------------------------------------------------
+def test_epsilon_insensitive_is_zero_inside_and_linear_beyond() -> None:
+    d = torch.tensor([[0.0, 1.0, 2.5]], requires_grad=True)
+    out = epsilon_insensitive(d, 1.0)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.0, 1.5]]))
+    out.sum().backward()
+    torch.testing.assert_close(d.grad, torch.tensor([[0.0, 0.0, 1.0]]))  # no gradient up to ε, slope 1 beyond
+    per_keypoint = epsilon_insensitive(torch.tensor([[2.0, 2.0]]), torch.tensor([1.0, 3.0]))  # ε per keypoint (K,)
+    torch.testing.assert_close(per_keypoint, torch.tensor([[1.0, 0.0]]))
+
+
+def test_temporal_difference_by_hand_with_its_gradient() -> None:
+    # One clip of 3 frames, 2 keypoints. Keypoint 0 moves by (3, 4) (5 px) then stays; keypoint 1 moves 0.5 px twice.
+    coords = torch.tensor([[[[0.0, 0.0], [10.0, 10.0]],
+                            [[3.0, 4.0], [10.5, 10.0]],
+                            [[3.0, 4.0], [11.0, 10.0]]]], requires_grad=True)  # (1, 3, 2, 2)
+    loss = temporal_difference(coords, epsilon=1.0)  # (1, 2, 2)
+    torch.testing.assert_close(loss, torch.tensor([[[4.0, 0.0], [0.0, 0.0]]]), atol=1e-5, rtol=0)
+    loss.sum().backward()
+    # d(‖x1 − x0‖ − ε)/dx1 = (x1 − x0)/‖x1 − x0‖ = (0.6, 0.8); x0 gets the opposite; the still pair and keypoint 1
+    # (inside ε) give nothing, and the gradient stays finite where a keypoint did not move at all.
+    expected = torch.zeros(1, 3, 2, 2)
+    expected[0, 0, 0] = torch.tensor([-0.6, -0.8])
+    expected[0, 1, 0] = torch.tensor([0.6, 0.8])
+    torch.testing.assert_close(coords.grad, expected, atol=1e-5, rtol=0)
+
+
+def test_temporal_difference_without_epsilon_is_the_step_length() -> None:
+    coords = torch.tensor([[[[1.0, 1.0]], [[1.0, 3.0]], [[4.0, 7.0]]]])  # (1, 3, 1, 2)
+    torch.testing.assert_close(temporal_difference(coords, 0.0), torch.tensor([[[2.0], [5.0]]]), atol=1e-5, rtol=0)

@@ -29,6 +29,9 @@ Outputs in ``--out``:
   frame without a box has empty cells. Every instance is in the JSON.
 * with ``--draw``: ``drawn/<image name>`` per image, or ``<video>_drawn.mp4`` for a video (skeleton, boxes when
   detections are used; keypoints with a confidence below ``--min-confidence`` hidden, DeepLabCut's pcutoff).
+* for a video, ``residuals.csv`` + ``residuals.json``: per frame, how far each keypoint moved since the previous
+  frame and (for one --ckpt trained with the pose-PCA loss) how far the pose lies off the labelled poses' span, px —
+  outlier scores for choosing frames to label (``kpreg.inference.residuals``).
 * ``disagreement.csv`` (several ``--ckpt``): per row of ``predictions.csv`` the members' standard deviation per
   keypoint, px.
 * with ``--smooth kalman|median`` (a video): ``predictions_smoothed.csv`` (+ ``.h5`` with pandas and PyTables), the
@@ -76,6 +79,7 @@ from kpreg.inference.filtering import DEFAULT_MIN_CONFIDENCE, filter_keypoints
 from kpreg.inference.locate import DEFAULT_REFINE, refuse_whole_frames
 from kpreg.inference.predictor import Prediction, Predictor
 from kpreg.inference.render import DEFAULT_COLORMAP, draw_predictions
+from kpreg.inference.residuals import unsupervised_record, write_residuals
 from kpreg.inference.runtimes import BACKENDS
 from kpreg.inference.smoothing import DEFAULT_WINDOW, SMOOTHERS
 from kpreg.inference.sources import Frame, FrameSource, open_source
@@ -343,6 +347,7 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
 
     start = time.monotonic()
     min_confidence = args.min_confidence if args.filter_output else None
+    track: list[np.ndarray] | None = [] if video else None  # the best instance's keypoints per frame
     with PredictionsWriter(out_dir / "predictions.json", min_confidence=min_confidence) as results, \
             DLCTableWriter(out_dir / "predictions.csv", scorer, predictor.keypoint_names) as table, \
             FrameProgress(len(source) or None) as progress:
@@ -355,6 +360,9 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
                 pairs = predictor.locate_stream(source, args.refine, args.prefetch)
             for frame, prediction in pairs:
                 _write(frame, prediction, video, source_name, ids, results, table, stats, min_confidence)
+                if track is not None:
+                    track.append(prediction.keypoints[int(np.argmax(prediction.scores))] if len(prediction)
+                                 else np.full((len(predictor.keypoint_names), 2), np.nan))
                 if ensemble:
                     spread_rows.append(frame.index if video else frame.name)
                     spread.append(np.full(len(predictor.keypoint_names), np.nan) if len(prediction) == 0
@@ -375,6 +383,13 @@ def run(args: argparse.Namespace, console: Console) -> RunStats:
             stats.seconds = time.monotonic() - start
             if drawn is not None:
                 drawn.close()
+    if track:
+        record = None
+        if args.ckpt and len(args.ckpt) == 1:  # the checkpoint's unsupervised record: its pose PCA and ε
+            from kpreg.training.checkpoint import read_checkpoint
+
+            record = unsupervised_record(read_checkpoint(args.ckpt[0]))
+        write_residuals(out_dir, np.stack(track), predictor.keypoint_names, record)
     detections_report = selector.finish()  # a video's detections are matched against the frames read
     _report(source, detections_report, stats, console)
     variance = np.array(spread).reshape(len(spread), len(predictor.keypoint_names)) if ensemble else None  # (T, K)

@@ -47,6 +47,7 @@ from kpreg.data.topdown import (
     TopDownTransform,
     print_report,
 )
+from kpreg.data.unlabelled import ClipOptions
 from kpreg.formats.coco import (
     COCO_KEYPOINT_NAMES,
     CocoImage,
@@ -130,6 +131,8 @@ class COCODataModule(KeypointDataModule):
         upper_body_ids: joints of the upper body for half-body crops (default COCO's for COCO-17 names).
         use_nms / nms_thr / kp_score_thr: OKS-NMS and instance rescoring of the metric (``OKSAP``).
         batch_size / num_workers / pin_memory / persistent_workers / primary_metric: see ``KeypointDataModule``.
+        unlabelled_videos / unlabelled_clips: video for the unsupervised losses (``KeypointDataModule``): whole
+            frames, so with ``box_source: image``.
 
     Every sample's scale (``meta.norm_length``, ``meta.box_size``) is the larger side of its instance box (the
     annotation's ``bbox``, or its labelled keypoints' extent where it has none), and its OKS area the annotation's
@@ -168,9 +171,11 @@ class COCODataModule(KeypointDataModule):
         primary_metric: str | None = None,
         train_budget: int | str | None = None,
         budget_seed: int = 0,
+        unlabelled_videos: list[str] | None = None,
+        unlabelled_clips: ClipOptions | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric, train_budget,
-                         budget_seed)
+                         budget_seed, unlabelled_videos, unlabelled_clips)
         paths = {"train_ann": train_ann, "val_ann": val_ann, "train_images": train_images, "val_images": val_images}
         for key, rel in _LAYOUT.items():
             if paths[key] is None and root is not None:
@@ -223,6 +228,15 @@ class COCODataModule(KeypointDataModule):
     @property
     def flip_augmentation(self) -> bool:
         return self.augmentation.flip_prob > 0
+
+    def unlabelled_view_error(self) -> str | None:
+        if self.box_source != "image":
+            return (f"unlabelled frames are seen whole, and box_source: {self.box_source} trains the network on "
+                    "crops around each instance only (it has never seen a whole frame); use box_source: image")
+        return None
+
+    def unlabelled_augmentation(self) -> Augmentation | None:
+        return self.augmentation
 
     # ---- files → records ---------------------------------------------------------------------------
     def _ann_path(self, split: str) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,6 +30,15 @@ from kpreg.data.samplers import (
     ResumableDataLoader,
     ResumableTrainSampler,
     padded_eval_length,
+)
+from kpreg.data.topdown import Augmentation
+from kpreg.data.unlabelled import (
+    ClipOptions,
+    ClipSampler,
+    VideoClipDataset,
+    clip_batches_needed,
+    expand_videos,
+    probe_video,
 )
 from kpreg.formats.layout import EvaluationSpec, KeypointLayout, MetricFamily, ScaleKind
 from kpreg.formats.oks import instance_score
@@ -79,6 +88,11 @@ class KeypointDataModule(pl.LightningDataModule):
     num_workers: loader processes (0 = load in the main process).
     pin_memory: page-locked host memory for faster host → GPU copies.
     persistent_workers: keep loader processes alive between epochs.
+    unlabelled_videos: videos (paths or glob patterns) whose frames train the unsupervised losses (temporal
+        difference, pose PCA: ``kpreg.training.unsupervised``), as clips of consecutive frames seen whole
+        (``kpreg.data.unlabelled``); training steps then get a labelled batch and a batch of clips together.
+    unlabelled_clips: how those clips are drawn (``ClipOptions``: frames per clip, their step, clips per step,
+        loader processes).
     primary_metric: the metric key that selects the best checkpoint (``None``: the primary key of the first of the
         dataset's ``metric_families``: PCKh's on MPII, OKS AP's on COCO, the pixel error's on DeepLabCut projects).
         Any key the dataset's metrics report is allowed (``evaluate.py`` prints them); checkpointing follows its
@@ -108,6 +122,8 @@ class KeypointDataModule(pl.LightningDataModule):
         primary_metric: str | None = None,
         train_budget: int | str | None = None,
         budget_seed: int = 0,
+        unlabelled_videos: Sequence[str] | None = None,
+        unlabelled_clips: ClipOptions | None = None,
     ) -> None:
         super().__init__()
         if train_budget is not None:
@@ -115,6 +131,10 @@ class KeypointDataModule(pl.LightningDataModule):
         self.train_budget = train_budget
         self.budget_seed = int(budget_seed)
         self.train_frames: int | None = None  # labelled frames trained on, known after setup("fit")
+        self.unlabelled_videos = [str(v) for v in (unlabelled_videos or [])]
+        if isinstance(unlabelled_clips, Mapping):  # a run's config.yaml read back without jsonargparse
+            unlabelled_clips = ClipOptions(**unlabelled_clips)
+        self.unlabelled_clips = unlabelled_clips or ClipOptions()
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -161,6 +181,8 @@ class KeypointDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         built = self._build_datasets(stage)
+        if self.unlabelled_videos and stage in ("fit", None) and "unlabelled" not in self.datasets:
+            built["unlabelled"] = self._unlabelled_dataset()
         for split, dataset in built.items():
             # An empty validation split would train with no validation, no checkpoint selection and no warning
             # (Lightning skips a loader without batches): refuse any empty split, saying where it came from.
@@ -229,8 +251,47 @@ class KeypointDataModule(pl.LightningDataModule):
         flagged = PaddingFlagDataset(dataset, padded_eval_length(len(dataset), world))  # type: ignore[arg-type]
         return DataLoader(flagged, sampler=PaddedEvalSampler(flagged, num_replicas=world, rank=rank), **options)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+    def train_dataloader(self) -> Any:
+        """The labelled loader; with ``unlabelled_videos``, a ``CombinedLoader`` of it and the clips' loader, whose
+        batches are ``{"labelled": batch, "unlabelled": clips}`` (as many clip batches as labelled ones)."""
+        labelled = self._loader("train", train=True)
+        if not self.unlabelled_videos:
+            return labelled
+        from pytorch_lightning.utilities import CombinedLoader
+
+        return CombinedLoader({"labelled": labelled, "unlabelled": self._clip_loader(len(labelled))},
+                              mode="max_size_cycle")
+
+    # ---- unlabelled video --------------------------------------------------------------------------
+    def unlabelled_view_error(self) -> str | None:
+        """Why this data part cannot take unlabelled frames, seen whole (None: it can). A data part that trains on
+        crops around the animal only overrides it."""
+        return None
+
+    def unlabelled_augmentation(self) -> Augmentation | None:
+        """The augmentation drawn once per unlabelled clip (its training augmentation, where it has one)."""
+        return None
+
+    def _unlabelled_dataset(self) -> VideoClipDataset:
+        why = self.unlabelled_view_error()
+        if why is not None:
+            raise DataError(f"unlabelled_videos: {why}")
+        videos = [probe_video(path) for path in expand_videos(self.unlabelled_videos)]
+        return VideoClipDataset(videos, self.unlabelled_clips, self.input_size, self.flip_pairs,
+                                self.unlabelled_augmentation())
+
+    def _clip_loader(self, labelled_batches: int) -> DataLoader:
+        if "unlabelled" not in self.datasets:
+            self.setup("fit")
+        world, rank = self._replicas()
+        options = self.unlabelled_clips
+        dataset = self.datasets["unlabelled"]
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        sampler = ClipSampler(dataset, clip_batches_needed(labelled_batches, options), seed, world, rank)  # type: ignore[arg-type]
+        return DataLoader(dataset, batch_size=options.clips_per_batch, sampler=sampler, drop_last=True,
+                          num_workers=options.num_workers, persistent_workers=options.num_workers > 0,
+                          pin_memory=self.pin_memory and torch.cuda.is_available())
+
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)
@@ -314,6 +375,20 @@ class KeypointDataModule(pl.LightningDataModule):
         keypoints = np.stack([s["keypoints"].numpy() for s in samples]).astype(np.float64)
         visibility = np.stack([s["visibility"].numpy() for s in samples]) > 0
         return keypoints, visibility
+
+
+    def labelled_poses(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training split's labelled poses in *original* pixels, (N, K, 2), and their labelled mask (N, K): what
+        the pose PCA of the unsupervised losses is fitted on (``kpreg.training.unsupervised``), in the pixels of the
+        frames whose predictions it scores. Top-down datasets read their records; a dataset drawn at its input size
+        (the synthetic figures) has input pixels = original pixels."""
+        if "train" not in self.datasets:
+            self.setup("fit")
+        records = getattr(self.datasets["train"], "records", None)
+        if records is None:
+            return self.training_keypoints()
+        poses = np.stack([np.asarray(r.keypoints, dtype=np.float64) for r in records])  # (N, K, 2) original px
+        return poses, np.stack([np.asarray(r.visible, dtype=bool) for r in records])
 
 
 def check_flip_pairs(flip_pairs: Sequence[Sequence[int]], num_keypoints: int) -> list[tuple[int, int]]:

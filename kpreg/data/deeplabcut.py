@@ -60,6 +60,7 @@ from kpreg.data.topdown import (
     TopDownTransform,
     print_report,
 )
+from kpreg.data.unlabelled import ClipOptions
 from kpreg.formats.coco import load_coco
 from kpreg.formats.deeplabcut import (
     DLCLabels,
@@ -161,6 +162,8 @@ class DeepLabCutDataModule(KeypointDataModule):
         use_nms / nms_thr / kp_score_thr: the OKS AP metric's options (one instance per frame: NMS changes nothing).
         batch_size / num_workers / pin_memory / persistent_workers / primary_metric: see ``KeypointDataModule``
             (primary default: the mean pixel error, lower is better).
+        unlabelled_videos / unlabelled_clips: video for the unsupervised losses (``KeypointDataModule``): whole frames, so with
+            ``box_source`` ``image`` or ``both``.
     """
 
     metric_families = ("pixel", "oks")  # pixel errors lead: what a lab judges its tracking by
@@ -194,9 +197,11 @@ class DeepLabCutDataModule(KeypointDataModule):
         primary_metric: str | None = None,
         train_budget: int | str | None = None,
         budget_seed: int = 0,
+        unlabelled_videos: list[str] | None = None,
+        unlabelled_clips: ClipOptions | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric, train_budget,
-                         budget_seed)
+                         budget_seed, unlabelled_videos, unlabelled_clips)
         if box_source not in ("keypoints", "image", "both"):
             raise DataError(f"box_source must be 'keypoints', 'image' or 'both', got {box_source!r}")
         if padding <= 0:
@@ -251,6 +256,17 @@ class DeepLabCutDataModule(KeypointDataModule):
     @property
     def flip_augmentation(self) -> bool:
         return self.augmentation.flip_prob > 0
+
+    # ---- unlabelled video ---------------------------------------------------------------------------
+    def unlabelled_view_error(self) -> str | None:
+        if self.box_source == "keypoints":
+            return ("unlabelled frames are seen whole, and box_source: keypoints trains the network on crops around "
+                    "the animal only (it has never seen a whole frame); set data.init_args.box_source both (crops "
+                    "and whole frames) or image")
+        return None
+
+    def unlabelled_augmentation(self) -> Augmentation | None:
+        return self.augmentation
 
     # ---- tables → records ----------------------------------------------------------------------------
     def _record(self, i: int, height: int, width: int, whole: bool) -> PersonRecord | None:

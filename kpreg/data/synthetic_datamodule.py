@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from kpreg.data.datamodule import KeypointDataModule, PredictionSources
 from kpreg.data.sample import BOX_AREA_FACTOR, extent_box, make_sample
 from kpreg.data.synthetic import SyntheticFigure, render_figure
+from kpreg.data.unlabelled import ClipOptions
 from kpreg.formats.mpii import MPII_FLIP_PAIRS, MPII_JOINT_NAMES, MPII_SIGMAS, MPII_SKELETON
 
 # Offsets that give each split its own random stream, so no validation figure is a training figure.
@@ -78,6 +79,8 @@ class SyntheticPoseDataModule(KeypointDataModule):
         seed: selects the random streams; the same seed always gives the same dataset.
         joint_markers: draw a small dark disc on every joint (real images have none; see the README).
         cache: keep rendered figures in memory (each is drawn once per process, not once per epoch).
+    unlabelled_videos / unlabelled_clips: video for the unsupervised losses (``KeypointDataModule``), e.g. the
+            synthetic video's clips (``kpreg.data.synthetic_video.write_clip``); frames are seen whole, as the figures.
     """
 
     keypoint_names = list(MPII_JOINT_NAMES)
@@ -103,9 +106,11 @@ class SyntheticPoseDataModule(KeypointDataModule):
         primary_metric: str | None = None,
         train_budget: int | str | None = None,
         budget_seed: int = 0,
+        unlabelled_videos: list[str] | None = None,
+        unlabelled_clips: ClipOptions | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, primary_metric, train_budget,
-                         budget_seed)
+                         budget_seed, unlabelled_videos, unlabelled_clips)
         self.image_size, self.num_train, self.num_val, self.seed = image_size, num_train, num_val, seed
         self.joint_markers, self.cache = joint_markers, cache
 

@@ -77,6 +77,7 @@ class AnchorPoseHead(Head):
         "anchor poses (A = 1)": {"num_anchors": 1},
     }
     needs_fit = True  # the anchors are k-means centres of the training poses
+    soft_coords_source: ClassVar[str] = "the expectation over its anchor poses (decode with decoder: expectation)"
 
     def __init__(
         self,
@@ -228,6 +229,12 @@ class AnchorPoseHead(Head):
             u = (probs[..., None, None] * estimates).sum(1)  # (B, K, 2) normalised
         coords = normalized_to_pixels(u, self.spec.input_size)  # (B, K, 2) input pixels
         return coords, best_p[:, None].expand(coords.shape[:2])
+
+    def soft_coords(self, raw: torch.Tensor) -> torch.Tensor:
+        # Σ_a p_a (anchor_a + residual_a) whatever the decoder: the arg-max anchor has no gradient.
+        probs, estimates = self._mixture(raw)  # (B, A), (B, A, K, 2) normalised
+        u = (probs[..., None, None] * estimates).sum(1)  # (B, K, 2) normalised
+        return normalized_to_pixels(u, self.spec.input_size)  # (B, K, 2) input pixels
 
     def spread(self, raw: torch.Tensor) -> torch.Tensor:
         probs, estimates = self._mixture(raw)  # (B, A), (B, A, K, 2)

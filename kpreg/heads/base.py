@@ -10,8 +10,8 @@ Nothing outside the head knows which head runs: the module only calls ``forward`
 
 What differs between heads beyond that is declared here, by the head class, never tested by name elsewhere:
 ``name`` (its config part ``configs/heads/<name>.yaml`` and its name in ``study.py --heads``), ``variants`` (the
-settings worth round-tripping and benchmarking), ``has_output_stride``, ``has_confidence`` and
-``round_trip_tolerance()``.
+settings worth round-tripping and benchmarking), ``has_output_stride``, ``has_confidence``,
+``round_trip_tolerance()`` and ``soft_coords_source`` (what the unsupervised losses differentiate, ``soft_coords``).
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ class Head(nn.Module, ABC):
     # returns a constant (direct regression): calibration then maps it to the share of correct keypoints, the same
     # for every prediction, and it cannot rank errors or lower an instance score.
     has_confidence: ClassVar[bool] = True
+    # What the unsupervised losses on unlabelled video (``kpreg.training.unsupervised``: temporal difference, pose PCA)
+    # differentiate: ``soft_coords(raw)``, a keypoint that gradients flow through. ``"decode"``: decode's coordinates
+    # are differentiable (an expectation, a regression) and are used as they are. Any other text names the
+    # differentiable stand-in of a decode that is not (an arg-max), e.g. ``"soft-argmax of the heatmap"``. ``""``: the
+    # head has none, and the unsupervised losses refuse it.
+    soft_coords_source: ClassVar[str] = ""
     # The arguments the head was constructed with (all of them, defaults included), recorded by
     # ``__init_subclass__`` below: a checkpoint stores them, so that the head can be rebuilt from it alone.
     init_args: dict[str, Any]
@@ -142,6 +148,19 @@ class Head(nn.Module, ABC):
         """The bound, in input pixels per axis, on ``|decode(ideal_output(k)) − k|`` for a 256 × 256 input and
         keypoints in its central half (the round-trip tests and ``benchmarks/round_trip.py`` check it)."""
         return 1e-3
+
+    def soft_coords(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw output → (B, K, 2) x,y input pixels that gradients flow through (``soft_coords_source``): decode's
+        coordinates where they are differentiable, else the head's stand-in (overridden)."""
+        if self.soft_coords_source == "decode":
+            return self.decode(raw)[0]
+        raise NotImplementedError(f"{type(self).__name__} has no differentiable keypoint (soft_coords_source is "
+                                  f"{self.soft_coords_source!r})")
+
+    def soft_round_trip_tolerance(self) -> float:
+        """The bound, in input pixels per axis, on ``|soft_coords(ideal_output(k)) − k|`` (as ``round_trip_tolerance``
+        for decode; the same where ``soft_coords`` is decode)."""
+        return self.round_trip_tolerance()
 
     def fit(self, keypoints: torch.Tensor, visibility: torch.Tensor) -> None:
         """Learn from the training set's keypoints once before training (heads with ``needs_fit``), e.g. anchor

@@ -39,6 +39,7 @@ class FCHead(OKSLossOption, Head):
     """
 
     name = "fc"
+    soft_coords_source = "decode"  # the regressed coordinates
     variants = {"FC": {}, "FC (OKS loss)": {"loss": OKS}}
 
     def __init__(

@@ -15,10 +15,16 @@ import torch
 from kpreg.coords import cells_to_pixels, pixels_to_cells
 from kpreg.heads.neck import NeckKind, SpatialHead, map_spread
 from kpreg.losses import heatmap_mse
-from kpreg.ops import argmax_2d, dark_refine, quarter_offset, render_gaussian
+from kpreg.ops import argmax_2d, at_least_float32, dark_refine, quarter_offset, render_gaussian
 from kpreg.validation import check_number
 
 Decoder = Literal["argmax", "quarter", "dark"]
+# The stand-in for the arg-max in the unsupervised losses: a local soft-argmax, the centroid of the map's positive part
+# within WINDOW_SIGMAS σ of its arg-max cell. A global softmax(map / T) cannot serve: a T small enough to silence the
+# thousands of background cells (T ≈ 0.05 for a 64 × 64 map) sharpens the Gaussian to σ·√T ≈ 0.45 cells, whose mean
+# sampled on whole cells is pulled 0.18 px (stride 4) towards the nearest cell centre, and a wider one is swamped by the
+# background. The centroid of the target sampled on cells is its centre to < 0.01 cell (the window's cut tails).
+WINDOW_SIGMAS = 3.0
 
 
 class HeatmapHead(SpatialHead):
@@ -30,6 +36,7 @@ class HeatmapHead(SpatialHead):
     """
 
     name = "heatmap"
+    soft_coords_source = f"local soft-argmax of the heatmap (its centroid within {WINDOW_SIGMAS:g} σ of the arg-max)"
     variants = {
         "heatmap (quarter)": {},
         "heatmap (argmax)": {"decoder": "argmax"},
@@ -82,6 +89,34 @@ class HeatmapHead(SpatialHead):
         if self.decoder == "dark" and self.output_stride <= 8:
             return 1e-3
         return s / 4 + 1e-4 if self.decoder == "quarter" else s / 2 + 1e-4
+
+    def soft_coords(self, raw: torch.Tensor) -> torch.Tensor:
+        maps = at_least_float32(raw)  # (B, K, h, w)
+        h, w = maps.shape[-2:]
+        with torch.no_grad():
+            peak, _ = argmax_2d(maps)  # (B, K, 2) integer x,y cells
+        radius = WINDOW_SIGMAS * self.sigma
+        xs = torch.arange(w, dtype=maps.dtype, device=maps.device)  # (w,) cells
+        ys = torch.arange(h, dtype=maps.dtype, device=maps.device)  # (h,)
+        inside = (((xs - peak[..., 0:1]).abs() <= radius)[..., None, :]
+                  & ((ys - peak[..., 1:2]).abs() <= radius)[..., :, None])  # (B, K, h, w)
+        weight = torch.where(inside, maps.clamp(min=0.0), torch.zeros_like(maps))  # (B, K, h, w)
+        total = weight.sum((-2, -1))  # (B, K)
+        # A map with nothing positive near its peak has no centroid: its arg-max cell (no gradient) stands in.
+        ok = total > 1e-6
+        safe = torch.where(ok, total, torch.ones_like(total))
+        x = torch.where(ok, (weight.sum(-2) * xs).sum(-1) / safe, peak[..., 0])  # (B, K) cells
+        y = torch.where(ok, (weight.sum(-1) * ys).sum(-1) / safe, peak[..., 1])
+        return cells_to_pixels(torch.stack((x, y), dim=-1), self.output_stride)  # (B, K, 2) input pixels
+
+    def soft_round_trip_tolerance(self) -> float:
+        # Where the window fits between the map's borders (keypoints in the central half of the input), the centroid
+        # is the centre up to the window's cut tails (< 0.01 cell at 3 σ); on a smaller map the border cuts the
+        # Gaussian itself and pulls the centroid inwards by up to the window's radius.
+        radius = WINDOW_SIGMAS * self.sigma
+        if min(self.grid_size) >= 4 * (radius + 1):
+            return 0.01 * self.output_stride
+        return radius * self.output_stride
 
     def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
         return self.targets(keypoints)  # (B, K, h, w): the network is trained to output its targets

@@ -59,6 +59,7 @@ class MultiBinHead(FlattenHead):
     """
 
     name = "multibin"
+    soft_coords_source = "the expectation over its bins (decode with decoder: expectation)"
     variants = {
         "multi-bin (argmax)": {},
         "multi-bin (expectation)": {"decoder": "expectation"},
@@ -203,6 +204,13 @@ class MultiBinHead(FlattenHead):
                 coords.append(expectation_1d(probs, mu))
             peaks.append(peak)
         return torch.stack(coords, dim=-1), (peaks[0] * peaks[1]).sqrt()  # (B, K, 2) input pixels, (B, K)
+
+    def soft_coords(self, raw: torch.Tensor) -> torch.Tensor:
+        # Σ_b p_b μ_b whatever the decoder: the arg-max bin has no gradient.
+        return torch.stack([expectation_1d(p, mu) for p, mu in self._estimates(raw)], dim=-1)  # (B, K, 2) input px
+
+    def soft_round_trip_tolerance(self) -> float:
+        return 1e-3  # exact residuals on every bin: the expectation is the keypoint
 
     def spread(self, raw: torch.Tensor) -> torch.Tensor:
         return sum(variance_1d(p, mu) for p, mu in self._estimates(raw))  # (B, K) input pixels²

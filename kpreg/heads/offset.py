@@ -30,13 +30,17 @@ from kpreg.heads.assignment import Kernel, free_anchor_terms
 from kpreg.heads.base import HeadSpec
 from kpreg.heads.neck import NeckKind, SpatialHead
 from kpreg.losses import bce_per_joint, focal_per_joint
-from kpreg.ops import argmax_2d, disk_and_offsets, gather_2d
+from kpreg.ops import argmax_2d, disk_and_offsets, gather_2d, softmax_2d
 
 ClassLoss = Literal["bce", "focal"]
 Assignment = Literal["disk", "free_anchor"]
 # RetinaNet's (and FreeAnchor's) prior: classification logits start at P(positive) = 0.01, so that the focal
 # background term over every cell does not swamp the few candidates in the first steps.
 FREE_ANCHOR_PRIOR = 0.01
+# The stand-in for the arg-max cell in the unsupervised losses: Σ_cells softmax(logit / T) (cell + offset). Every cell
+# near the joint points at it through its offset, so the weights among them matter little; T = 0.5 keeps the mass of
+# the far cells, whose offsets are not trained, negligible (logits ≈ +3 near the joint, ≈ −7 far from it).
+SOFT_TEMPERATURE = 0.5
 
 
 class OffsetHead(SpatialHead):
@@ -56,6 +60,7 @@ class OffsetHead(SpatialHead):
 
     maps_per_keypoint = 3  # logit, offset x, offset y
     name = "offset"
+    soft_coords_source = f"the softmax(logit / {SOFT_TEMPERATURE})-weighted mean of every cell's own estimate (cell + offset)"
     variants = {"heatmap + offset": {}, "heatmap + offset (FreeAnchor assignment)": {"assignment": "free_anchor"}}
 
     def __init__(
@@ -133,6 +138,19 @@ class OffsetHead(SpatialHead):
         cells, max_logit = argmax_2d(raw[:, :, 0])  # (B, K, 2) integer cells, (B, K)
         offset = gather_2d(raw[:, :, 1:], cells) * self.radius  # (B, K, 2) cells
         return cells_to_pixels(cells + offset, self.output_stride), torch.sigmoid(max_logit)
+
+    def soft_coords(self, raw: torch.Tensor) -> torch.Tensor:
+        raw = raw.float()  # (B, K, 3, h, w)
+        probs = softmax_2d(raw[:, :, 0], SOFT_TEMPERATURE)  # (B, K, h, w)
+        h, w = probs.shape[-2:]
+        xs = torch.arange(w, dtype=probs.dtype, device=probs.device)  # (w,) cells
+        ys = torch.arange(h, dtype=probs.dtype, device=probs.device)[:, None]  # (h, 1)
+        x = (probs * (xs + raw[:, :, 1] * self.radius)).sum((-2, -1))  # (B, K) cells
+        y = (probs * (ys + raw[:, :, 2] * self.radius)).sum((-2, -1))
+        return cells_to_pixels(torch.stack((x, y), dim=-1), self.output_stride)  # (B, K, 2) input pixels
+
+    def soft_round_trip_tolerance(self) -> float:
+        return 1e-3  # the ideal output's offsets are exact on every cell
 
     def ideal_output(self, keypoints: torch.Tensor) -> torch.Tensor:
         # A confident logit on the cell containing the joint, exact offsets on every cell.

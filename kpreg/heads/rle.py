@@ -100,6 +100,7 @@ class RLEHead(OKSLossOption, Head):
         "RLE (OKS-trained mean)": {"mean_loss": OKS},
     }
     needs_fit = True  # the standardisation of μ comes from the training keypoints
+    soft_coords_source: ClassVar[str] = "decode"  # μ, regressed
     oks_argument = "mean_loss"
 
     def __init__(

@@ -53,6 +53,7 @@ class SimCCHead(FlattenHead):
     """
 
     name = "simcc"
+    soft_coords_source = "the expectation over its bins (decode with decoder: expectation)"
     variants = {"SimCC (KL, argmax)": {}, "SimCC (KL, expectation)": {"decoder": "expectation"}}
 
     def round_trip_tolerance(self) -> float:
@@ -136,6 +137,13 @@ class SimCCHead(FlattenHead):
             coords.append(centres[idx] if self.decoder == "argmax" else expectation_1d(probs, centres))
             peaks.append(peak)
         return torch.stack(coords, dim=-1), (peaks[0] * peaks[1]).sqrt()  # (B, K, 2) input pixels, (B, K)
+
+    def soft_coords(self, raw: torch.Tensor) -> torch.Tensor:
+        # The expectation whatever the decoder: the arg-max bin has no gradient.
+        return torch.stack([expectation_1d(p, c) for p, c in self._distributions(raw)], dim=-1)  # (B, K, 2) input px
+
+    def soft_round_trip_tolerance(self) -> float:
+        return 1e-3  # the expectation of the ideal (hat) output is exact
 
     def spread(self, raw: torch.Tensor) -> torch.Tensor:
         return sum(variance_1d(p, c) for p, c in self._distributions(raw))  # (B, K) input pixels²

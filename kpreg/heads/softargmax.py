@@ -33,6 +33,7 @@ class SoftArgmaxHead(OKSLossOption, SpatialHead):
     """
 
     name = "softargmax"
+    soft_coords_source = "decode"  # the expectation of the map
     variants = {"soft-argmax": {}, "soft-argmax (OKS loss)": {"loss": OKS}}
 
     def __init__(

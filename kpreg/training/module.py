@@ -34,6 +34,7 @@ from kpreg.training.checkpoint import (
 )
 from kpreg.training.evaluation import EvaluationResult, Evaluator, gather_table
 from kpreg.training.schedules import WarmupCosine
+from kpreg.training.unsupervised import UnsupervisedLosses, UnsupervisedTerms, refuse_head
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,6 +67,8 @@ class KeypointModule(pl.LightningModule):
     calibration_method: how the raw confidence is mapped to P(correct) at each validation: ``auto`` (the method
         with the lowest cross-fitted log-loss among ``kpreg.metrics.calibration.default_candidates``), a key of
         ``kpreg.metrics.calibration.CALIBRATORS`` (e.g. ``platt``), or ``none`` (raw scores everywhere).
+    unsupervised: losses on the unlabelled video of the data part (``data.init_args.unlabelled_videos``): temporal
+        difference and pose PCA, with their weights and ε (``kpreg.training.unsupervised``); null: none.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class KeypointModule(pl.LightningModule):
         compile_kwargs: dict[str, Any] | None = None,
         init_backbone_from: str | None = None,
         calibration_method: str = "auto",
+        unsupervised: UnsupervisedLosses | None = None,
     ) -> None:
         super().__init__()
         if nonfinite_loss not in ("stop", "skip"):
@@ -121,6 +125,10 @@ class KeypointModule(pl.LightningModule):
             # Parameters keep this layout through .to(device) and load_state_dict (copy_ keeps the destination's).
             self.network.to(memory_format=torch.channels_last)
         self.calibration = Calibration(calibration_method, num_keypoints)
+        self.unsupervised: UnsupervisedTerms | None = None
+        if unsupervised is not None and unsupervised.active:
+            refuse_head(head)
+            self.unsupervised = UnsupervisedTerms(unsupervised, num_keypoints, flip_pairs or ())
 
         self.ohkm_topk = ohkm_topk
         self.register_buffer("keypoint_weights", None if keypoint_weights is None else
@@ -189,6 +197,14 @@ class KeypointModule(pl.LightningModule):
                 f"{self.num_keypoints}"
             )
         self.evaluator = Evaluator(datamodule.evaluation())
+        if stage == "fit":
+            videos = bool(getattr(datamodule, "unlabelled_videos", None))
+            if videos and self.unsupervised is None:
+                raise ValueError("data.init_args.unlabelled_videos are given but no unsupervised loss is on: set "
+                                 "model.unsupervised.temporal_weight and/or pca_weight (or drop the videos)")
+            if self.unsupervised is not None and not videos:
+                raise ValueError("model.unsupervised has a loss on but the data part has no unlabelled video: set "
+                                 "data.init_args.unlabelled_videos (paths or glob patterns)")
 
     def on_fit_start(self) -> None:
         # A head that learns from the training keypoints (e.g. anchor poses) sees them once, before the first step;
@@ -197,6 +213,8 @@ class KeypointModule(pl.LightningModule):
             keypoints, visibility = self.trainer.datamodule.training_keypoints()
             self.head.fit(torch.as_tensor(keypoints, dtype=torch.float32, device=self.device),
                           torch.as_tensor(visibility, device=self.device))
+        if self.unsupervised is not None and self.unsupervised.needs_fit:
+            self.unsupervised.fit(*self.trainer.datamodule.labelled_poses())
 
     def on_train_start(self) -> None:
         # The schedule's length is only known once the training loader exists. It is read here rather than in
@@ -219,6 +237,8 @@ class KeypointModule(pl.LightningModule):
         # resolved config is added by the CLI's config callback.
         checkpoint.setdefault("kpreg", {}).update(self.describe())
         checkpoint["kpreg"]["calibration"] = self.calibration.state()
+        if self.unsupervised is not None:
+            checkpoint["kpreg"]["unsupervised"] = self.unsupervised.state()
 
     def describe(self) -> dict[str, Any]:
         """The model's identity in plain data: head, backbone, keypoints, input size, how the network runs."""
@@ -251,12 +271,25 @@ class KeypointModule(pl.LightningModule):
 
     # ---- training ------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        raw = self.network.raw(batch["image"])
-        losses = self.compute_loss(raw, batch["keypoints"], batch["visibility"], batch.get("scale"))
+        # With unlabelled video the loader combines a labelled batch and N clips of T frames (kpreg.data.unlabelled);
+        # both go through the network as one batch.
+        labelled, clips = (batch["labelled"], batch["unlabelled"]) if "labelled" in batch else (batch, None)
+        images = labelled["image"]  # (B, 3, H, W)
+        b = images.shape[0]
+        if clips is not None and self.unsupervised is not None:
+            images = torch.cat((images, clips["images"].flatten(0, 1)))  # (B + N·T, 3, H, W)
+        raw = self.network.raw(images)
+        losses = self.compute_loss(raw[:b], labelled["keypoints"], labelled["visibility"], labelled.get("scale"))
+        if len(raw) > b:
+            keypoints = self.unsupervised.video_keypoints(self.head, raw[b:], clips)  # (N, T, K, 2) video px
+            extra = self.unsupervised(keypoints)
+            losses["supervised"] = losses["loss"].detach()
+            losses["loss"] = losses["loss"] + extra.pop("loss")
+            losses.update({k: v.detach() for k, v in extra.items()})
         loss = losses["loss"]
         if self._any_rank(not bool(torch.isfinite(loss.detach()).all())):
             return self._nonfinite(loss, batch_idx)
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=len(raw))
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=b)
         return loss
 
     def _any_rank(self, flag: bool) -> bool:

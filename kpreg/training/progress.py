@@ -7,6 +7,9 @@ every ``every_n_seconds`` (and at each epoch's end)::
     epoch 1/4  step 120/300 (40%)  loss 0.0123  6.1 it/s  ETA 0:00:30
     epoch 1/4  validation  val/score 84.63  val/loss 0.0021  (12.3 s)
 
+With unlabelled video (``model.unsupervised``) the training line also shows the unsupervised terms, in pixels beyond
+their ε: ``loss 0.0519  temporal 0.412  pca 0.031``.
+
 ``train.py`` uses it when standard output is not a terminal, Lightning's bar otherwise (``kpreg.progress``:
 how the display is chosen).
 """
@@ -21,6 +24,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks.progress.progress_bar import ProgressBar
 
 from kpreg.progress import format_duration
+
+UNSUPERVISED_TERMS = ("temporal", "pca")  # kpreg.training.unsupervised's logged terms
 
 
 def _fmt_value(value: Any) -> str:
@@ -89,6 +94,10 @@ class LogLineProgress(ProgressBar):
         loss = trainer.callback_metrics.get("train/loss")
         if loss is not None:
             parts.append(f"loss {_fmt_value(loss)}")
+        for name in UNSUPERVISED_TERMS:  # with unlabelled video: its terms (px beyond ε), unweighted
+            value = trainer.callback_metrics.get(f"train/{name}")
+            if value is not None:
+                parts.append(f"{name} {_fmt_value(value)}")
         parts.append(f"{rate:.1f} it/s")
         if isinstance(total, int) and total > 0 and rate > 0:
             parts.append(f"ETA {format_duration((total - done) / rate)}")

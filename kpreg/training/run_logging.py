@@ -128,8 +128,11 @@ class RunLogging(Callback):
         """Optimizer steps in one training epoch of this process (None when the loader has no length)."""
         if trainer.datamodule is None:
             return None
+        loader = trainer.datamodule.train_dataloader()
+        # A CombinedLoader (labelled + unlabelled video) has a length only once iterated: its longest loader's.
+        loaders = loader.flattened if hasattr(loader, "flattened") else [loader]
         try:
-            batches = len(trainer.datamodule.train_dataloader())
+            batches = max(len(one) for one in loaders)
         except TypeError:
             return None
         limit = trainer.limit_train_batches

@@ -7,6 +7,7 @@ The two end-to-end runs are subprocesses, as a user runs them; the other cases c
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 from pathlib import Path
@@ -182,6 +183,13 @@ def test_video_end_to_end_with_drawn_mp4(video: Path, tiny_checkpoint: Path, tmp
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == N_FRAMES and summary["fault"] is None and summary["frames_per_second"] > 0
     assert summary["flip_test"] is True and summary["calibrated"] is True  # training fitted its map at validation
+    # residuals per frame: how far each keypoint moved (no pose PCA: the model was trained without one)
+    with open(out / "residuals.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == N_FRAMES and not any(k.startswith("pca") for k in rows[0])
+    xy6, _ = table_xy(table, 6)
+    moved = np.linalg.norm(xy - xy6, axis=-1)  # (K,) px from frame 6 to frame 7
+    np.testing.assert_allclose(float(rows[7]["temporal"]), moved.max(), atol=2e-3)
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

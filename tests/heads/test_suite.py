@@ -139,6 +139,39 @@ def test_round_trip_within_the_declared_tolerance(name: str, label: str, stride:
     assert err.max() <= head.round_trip_tolerance(), (label, float(err.max()))
 
 
+@pytest.mark.parametrize("stride", [4, 8, 16, 32])
+@pytest.mark.parametrize(("name", "label"), VARIANTS)
+def test_soft_coords_round_trip_within_the_declared_tolerance(name: str, label: str, stride: int) -> None:
+    """The differentiable keypoint of the unsupervised losses recovers the keypoint from the ideal output."""
+    cls = head_class(name)
+    kwargs = dict(cls.variants[label])
+    if cls.has_output_stride:
+        kwargs["output_stride"] = stride
+    elif stride != 4:
+        pytest.skip(f"{name} has no output stride")
+    head = cls(**kwargs)
+    err = round_trip_error(head, soft=True)
+    assert err.max() <= head.soft_round_trip_tolerance(), (label, float(err.max()))
+
+
+@pytest.mark.parametrize(("name", "label"), VARIANTS)
+def test_soft_coords_carry_gradients_to_the_head(name: str, label: str, backbone: Backbone) -> None:
+    """Every head declares a differentiable keypoint, and a loss on it reaches the head's parameters; where it is
+    decode itself, it is decode's coordinates."""
+    cls = head_class(name)
+    assert cls.soft_coords_source, f"{name} declares no differentiable keypoint"
+    head = make_head(name, backbone, **cls.variants[label])
+    images, keypoints, visibility = random_batch()
+    fit_if_needed(head, keypoints, visibility)
+    raw = head(backbone(images))
+    coords = head.soft_coords(raw)
+    assert coords.shape == (2, K, 2) and torch.isfinite(coords).all()
+    coords.square().sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    if cls.soft_coords_source == "decode":
+        torch.testing.assert_close(coords.detach(), head.decode(raw.detach())[0])
+
+
 @pytest.mark.parametrize("name", [n for n in HEADS if head_class(n).has_output_stride])
 @pytest.mark.parametrize("stride", [4, 8, 16, 32])
 def test_output_stride_sets_the_grid(name: str, stride: int, backbone: Backbone) -> None:

@@ -62,12 +62,14 @@ def total_loss(head: Head, raw: torch.Tensor, keypoints: torch.Tensor, visibilit
     return reduce_keypoint_losses(sum(terms.values()), visibility), terms
 
 
-def round_trip_error(head: Head, input_size: int = 256) -> torch.Tensor:
-    """(N, K, 2) |decode(ideal_output(k)) − k| per axis, input pixels, keypoints in the central half of the input."""
+def round_trip_error(head: Head, input_size: int = 256, soft: bool = False) -> torch.Tensor:
+    """(N, K, 2) |decode(ideal_output(k)) − k| per axis (``soft``: ``soft_coords`` instead of decode), input pixels,
+    keypoints in the central half of the input."""
     head.build(HeadSpec(8, 32, K, (input_size, input_size), SIGMAS))
     g = torch.Generator().manual_seed(0)
     keypoints = input_size / 4 + torch.rand(32, K, 2, generator=g) * input_size / 2
     fit_if_needed(head, keypoints, torch.ones(32, K))
     with torch.no_grad():
-        coords, _ = head.eval().decode(head.ideal_output(keypoints))
+        raw = head.eval().ideal_output(keypoints)
+        coords = head.soft_coords(raw) if soft else head.decode(raw)[0]
     return (coords - keypoints).abs()
